@@ -5,11 +5,13 @@ Defaults are the paper's (Zheng et al., CVPR 2019) unless noted.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class Settings(BaseModel):
@@ -25,6 +27,16 @@ class ModelConfig(Settings):
     last_stride: Literal[1, 2] = 2
     hidden_dim: int = Field(512, ge=8)
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
+    input_size: tuple[int, int] | None = Field(
+        None, description="(height, width); None: the variant's paper size"
+    )
+
+    @field_validator("input_size")
+    @classmethod
+    def _positive_size(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and min(value) < 32:
+            raise ValueError(f"input_size must be at least 32x32 pixels, got {value}")
+        return value
 
 
 class LossConfig(Settings):
@@ -46,15 +58,26 @@ class ConfigError(ValueError):
     """A settings file is missing, not YAML, or does not validate."""
 
 
-def load_yaml_settings(path: str | Path, schema: type[T]) -> T:
-    """Read ``path`` and validate it; errors name the file and each bad field path."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: file not found") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Return ``raw`` with ``dotted.key=value`` overrides applied (values parsed as YAML)."""
+    result = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r}: expected dotted.key=value, e.g. optim.lr=0.01")
+        node = result
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+            node = child
+        node[leaf] = yaml.safe_load(text)
+    return result
+
+
+def validate_settings(raw: dict[str, Any], schema: type[T], source: str) -> T:
+    """Validate ``raw``; the error names ``source`` and each bad field path."""
     try:
         return schema.model_validate(raw)
     except ValidationError as exc:
@@ -62,4 +85,24 @@ def load_yaml_settings(path: str | Path, schema: type[T]) -> T:
             f"  {'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
             for err in exc.errors()
         ]
-        raise ConfigError(f"{path}: invalid settings\n" + "\n".join(lines)) from exc
+        raise ConfigError(f"{source}: invalid settings\n" + "\n".join(lines)) from exc
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from ``path``; a missing file, bad YAML or a non-mapping is a ConfigError."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
+    return raw
+
+
+def load_yaml_settings(path: str | Path, schema: type[T], overrides: Sequence[str] = ()) -> T:
+    """Read ``path``, apply ``overrides`` and validate; errors name the file and field paths."""
+    raw = apply_overrides(read_yaml(path), overrides)
+    return validate_settings(raw, schema, str(path))

@@ -72,6 +72,8 @@ class CASN(nn.Module):
         last_stride: 1 keeps ResNet's last stage at 1/16 resolution.
         hidden_dim: width of the classifier and Siamese hidden layers.
         dropout: dropout of the identity classifier.
+        input_size: (height, width) the model is trained and served at; default: the
+            variant's paper size.
     """
 
     def __init__(
@@ -83,6 +85,7 @@ class CASN(nn.Module):
         last_stride: int = 2,
         hidden_dim: int = 512,
         dropout: float = 0.5,
+        input_size: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         if variant not in VARIANTS:
@@ -93,7 +96,7 @@ class CASN(nn.Module):
         built = build_backbone(backbone, pretrained=pretrained, last_stride=last_stride)
         self.backbone_name = backbone
         self.variant = variant
-        self.input_size = spec.input_size
+        self.input_size = tuple(input_size) if input_size else spec.input_size
         self.backbone = built.body
         self.pool = StripeFeatures(built.channels, spec.stripes, spec.reduce_dim)
         self.classifier = IdentityClassifier(
@@ -111,6 +114,7 @@ class CASN(nn.Module):
             last_stride=config.last_stride,
             hidden_dim=config.hidden_dim,
             dropout=config.dropout,
+            input_size=config.input_size,
         )
 
     @property
