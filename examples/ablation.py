@@ -18,7 +18,7 @@ from reid.config import load_yaml_settings
 from reid.data import generate_synthetic, load_dataset
 from reid.evaluation import EvalResult, evaluate
 from reid.models import CASN
-from reid.training import TrainConfig, Trainer, model_from_checkpoint
+from reid.training import TrainConfig, Trainer, trained_model
 
 VARIANTS = {
     "IDE": ["loss.ia=0", "loss.sa=0"],
@@ -60,7 +60,7 @@ def main() -> None:
             extra.append(f"optim.epochs={args.epochs}")
         config = load_yaml_settings(args.config, TrainConfig, overrides + extra)
         summary = Trainer(config, dataset).fit()
-        model, _ = model_from_checkpoint(summary.last_checkpoint)
+        model, _ = trained_model(summary.last_checkpoint)
         rows[name] = scores(model)
     print(
         f"\n{dataset.name}: {len(dataset.query)} queries, {len(dataset.gallery)} gallery; "

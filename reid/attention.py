@@ -15,13 +15,22 @@ exactly as the autograd map is, so the training loss uses it too.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
     from reid.models import CASN
+    from reid.models.heads import SiameseHead, StripeFeatures
+
+
+class AttentionHeads(Protocol):
+    """The two parts of a CASN that the closed form needs (the model, or an export of them)."""
+
+    siamese_head: SiameseHead
+    pool: StripeFeatures
+
 
 DEFAULT_THRESHOLD = 0.3
 """Profile value (relative to its maximum) that marks the top and bottom of the attended
@@ -30,25 +39,32 @@ region when two profiles are aligned."""
 _EPS = 1e-12
 
 
-def siamese_alpha(model: CASN, features1: torch.Tensor, features2: torch.Tensor) -> torch.Tensor:
+def siamese_alpha(
+    model: CASN | AttentionHeads, features1: torch.Tensor, features2: torch.Tensor
+) -> torch.Tensor:
     """``alpha`` ``[N, D]``: 1 where ``d z_same / d f-`` is positive, else 0."""
     grad = model.siamese_head.same_logit_gradient(features1 - features2)
     return (grad > 0).to(features1.dtype)
 
 
 def pair_attention(
-    model: CASN,
+    model: CASN | AttentionHeads,
     maps1: torch.Tensor,
     maps2: torch.Tensor,
     features1: torch.Tensor,
     features2: torch.Tensor,
+    basis: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Siamese attention maps of pairs, without a backward pass.
 
     Args:
-        model: the CASN whose heads define ``alpha`` and ``B``.
-        maps1, maps2: conv maps ``[N, C, h, w]`` of the two images of each pair.
+        model: the CASN (or anything with its ``siamese_head`` and ``pool``) whose heads
+            define ``alpha`` and ``B``.
+        maps1, maps2: conv maps ``[N, C, h, w]`` of the two images of each pair, or their
+            projections ``[N, r, h, w]`` onto ``basis``.
         features1, features2: their L2-normalised features ``[N, D]``.
+        basis: ``[C, r]`` orthonormal channel basis with ``A ~ basis @ P``; the maps are
+            then ``ReLU(w^T basis P)``, exact when ``A`` lies in the span of the basis.
 
     Returns:
         Two maps ``[N, h, w]``, equal to autograd Grad-CAM of ``alpha . f``.
@@ -56,6 +72,8 @@ def pair_attention(
     alpha = siamese_alpha(model, features1, features2)
     h, w = maps1.shape[-2:]
     weights = model.pool.gradient_channel_weights(alpha) / (h * w)
+    if basis is not None:
+        weights = weights @ basis.to(weights.dtype)
     return (
         F.relu(torch.einsum("nc,nchw->nhw", weights, maps1)),
         F.relu(torch.einsum("nc,nchw->nhw", weights, maps2)),

@@ -1,6 +1,6 @@
 """Training CASN: settings, the loop, checkpoints and data parallelism."""
 
-from reid.training.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from reid.training.checkpoint import CheckpointError, load_checkpoint, trained_model
 from reid.training.config import TrainConfig
 from reid.training.engine import Trainer, TrainingInterrupted, TrainSummary
 
@@ -11,5 +11,5 @@ __all__ = [
     "Trainer",
     "TrainingInterrupted",
     "load_checkpoint",
-    "model_from_checkpoint",
+    "trained_model",
 ]

@@ -18,7 +18,7 @@ from rich.table import Table
 from reid.config import ConfigError, load_yaml_settings, validate_settings
 from reid.data import DatasetError, generate_synthetic, load_dataset
 from reid.evaluation import EvalResult, evaluate
-from reid.training.checkpoint import CheckpointError, model_from_checkpoint
+from reid.training.checkpoint import CheckpointError, trained_model
 from reid.training.config import TrainConfig
 from reid.training.distributed import init_distributed, shutdown
 from reid.training.engine import Trainer, TrainingInterrupted, resolve_device
@@ -120,7 +120,7 @@ def evaluate_checkpoint(
     """Rank-1/5/10 and mAP of CHECKPOINT on a dataset's query/gallery split."""
     _setup_logging(False)
     try:
-        model, config = model_from_checkpoint(checkpoint)
+        model, config = trained_model(checkpoint)
         eval_cfg = validate_settings(
             {
                 **config.eval.model_dump(),

@@ -1,0 +1,19 @@
+"""Cross-camera identity matcher with its state in Redis."""
+
+from pipeline.matcher.config import MatcherConfig, TransitRule
+from pipeline.matcher.connection import RedisUnavailable, connect
+from pipeline.matcher.matcher import Matcher, MatcherBusy
+from pipeline.matcher.types import Decision, Sighting, Tracklet, TrackletError
+
+__all__ = [
+    "Decision",
+    "Matcher",
+    "MatcherBusy",
+    "MatcherConfig",
+    "RedisUnavailable",
+    "Sighting",
+    "Tracklet",
+    "TrackletError",
+    "TransitRule",
+    "connect",
+]

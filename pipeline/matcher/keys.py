@@ -1,0 +1,60 @@
+"""Every Redis key of the matcher, from one place.
+
+Schema (``ns`` = namespace, all keys share the hash tag ``{ns}`` so Lua scripts may touch
+them together on Redis Cluster; ``v1`` versions the layout)::
+
+    {ns}:v1:version               INT    commits so far (optimistic concurrency)
+    {ns}:v1:identities            ZSET   identity -> last update (unix s)
+    {ns}:v1:identity:<id>         HASH   created, last_seen (tracklet time), last_camera,
+                                         tracklets, centroid
+    {ns}:v1:exemplars:<id>        HASH   features (f32 K x D), attention (f16 K x r x h x w), shapes
+    {ns}:v1:sightings:<id>        ZSET   "<camera>\\t<track>\\t<start>\\t<end>\\t<crops>" -> start
+    {ns}:v1:tracklet:<cam>:<trk>  HASH   identity, camera, track, start, end, crops
+    {ns}:v1:events                STREAM new_identity / link / update events
+    {ns}:v1:inbox                 STREAM submitted tracklets (consumer group "matchers")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    namespace: str = "reid"
+
+    @property
+    def prefix(self) -> str:
+        return f"{{{self.namespace}}}:v1"
+
+    @property
+    def version(self) -> str:
+        return f"{self.prefix}:version"
+
+    @property
+    def identities(self) -> str:
+        return f"{self.prefix}:identities"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}:events"
+
+    @property
+    def inbox(self) -> str:
+        return f"{self.prefix}:inbox"
+
+    def identity(self, identity: str) -> str:
+        return f"{self.prefix}:identity:{identity}"
+
+    def exemplars(self, identity: str) -> str:
+        return f"{self.prefix}:exemplars:{identity}"
+
+    def sightings(self, identity: str) -> str:
+        return f"{self.prefix}:sightings:{identity}"
+
+    def tracklet(self, camera_id: str, track_id: int) -> str:
+        return f"{self.prefix}:tracklet:{camera_id}:{track_id}"
+
+    def pattern(self) -> str:
+        """Glob of every key (for SCAN-based cleanup in tests and tools; never KEYS)."""
+        return f"{self.prefix}:*"

@@ -1,0 +1,375 @@
+"""Cross-camera identity linking with all state in Redis.
+
+A decision costs three Redis round trips: (1) in one MULTI/EXEC, the gallery version, the
+events since the last sync (mirrored into the in-process :class:`IdentityIndex`) and the
+tracklet's record; (2) the exemplars and sightings of the top-k candidates; (3) the
+``commit.lua`` script, which writes only if the gallery version is still the one the
+decision saw. Otherwise the matcher re-syncs and decides again, so concurrent matchers never
+link against a stale gallery, and a tracklet is recorded once however often it is submitted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import redis
+import torch
+
+from pipeline.matcher.codec import pack, unpack
+from pipeline.matcher.config import MatcherConfig
+from pipeline.matcher.connection import RETRY_ERRORS, RedisUnavailable, connect
+from pipeline.matcher.gates import rejection
+from pipeline.matcher.index import IdentityIndex
+from pipeline.matcher.keys import Keys
+from pipeline.matcher.types import Decision, Sighting, Tracklet
+from reid.runtime.consistency import ConsistencyScorer
+
+log = logging.getLogger(__name__)
+
+COMMIT_SCRIPT = resources.files("pipeline.matcher").joinpath("lua/commit.lua").read_text()
+SYNC_BATCH = 10_000
+
+
+class MatcherBusy(RuntimeError):
+    """Commits kept losing to concurrent matchers for ``max_retries`` attempts."""
+
+
+@dataclass
+class Exemplars:
+    features: np.ndarray  # [M, D] float32
+    attention: np.ndarray | None  # [M, r, h, w] or None
+
+
+def encode_sighting(t: Tracklet) -> str:
+    return "\t".join(
+        [t.camera_id, str(t.track_id), repr(t.start), repr(t.end), json.dumps(list(t.crops))]
+    )
+
+
+def decode_sighting(identity: str, member: bytes | str) -> Sighting:
+    text = member.decode() if isinstance(member, bytes) else member
+    camera, track, start, end, crops = text.split("\t", 4)
+    return Sighting(
+        identity, camera, int(track), float(start), float(end), tuple(json.loads(crops))
+    )
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Matcher:
+    """Links tracklets into global identities stored in Redis.
+
+    Args:
+        redis_url: ``redis://`` / ``rediss://`` / ``unix://`` URL; None starts the embedded
+            server (:func:`pipeline.matcher.connection.connect`).
+        namespace: key namespace (several deployments can share one Redis).
+        config: thresholds, gates and retention; None uses :class:`MatcherConfig` defaults.
+        scorer: attention-consistency scorer for tracklets that carry attention; without it
+            matching is feature-only.
+        client: an existing redis-py client (takes precedence over ``redis_url``).
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        namespace: str = "reid",
+        config: MatcherConfig | None = None,
+        scorer: ConsistencyScorer | None = None,
+        client: redis.Redis | None = None,
+    ) -> None:
+        self.config = config or MatcherConfig()
+        self.redis = client if client is not None else connect(redis_url)
+        self.keys = Keys(namespace)
+        self.scorer = scorer
+        self._commit = self.redis.register_script(COMMIT_SCRIPT)
+        self.index = IdentityIndex(self.config.index_dim)
+        self.round_trips = 0
+        self._cursor = "0-0"
+        self._version = 0
+        self.call_with_retry(self._bootstrap)
+
+    # -- Redis plumbing ------------------------------------------------------------------
+    def call_with_retry(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn`` with retries while Redis is unreachable (redis-py retries each command
+        briefly; this outer loop rides out restarts of up to about a minute)."""
+        delay = 0.1
+        for attempt in range(12):
+            try:
+                return fn(*args)
+            except RETRY_ERRORS as exc:
+                if attempt == 11:
+                    raise RedisUnavailable(f"Redis unavailable after retries: {exc}") from exc
+                log.warning("Redis unavailable (%s); retrying in %.1fs", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 8.0)
+        raise AssertionError("unreachable")
+
+    def _bootstrap(self) -> None:
+        """Load every live identity's centroid; events after the cursor are applied later."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xrevrange(self.keys.events, count=1)
+        pipe.get(self.keys.version)
+        pipe.zrange(self.keys.identities, 0, -1)
+        last, version, ids = pipe.execute()
+        self.round_trips += 1
+        self._cursor = _text(last[0][0]) if last else "0-0"
+        self._version = int(version or 0)
+        self.index = IdentityIndex(self.config.index_dim)
+        names = [_text(i) for i in ids]
+        for start in range(0, len(names), 1000):
+            chunk = names[start : start + 1000]
+            pipe = self.redis.pipeline(transaction=False)
+            for name in chunk:
+                pipe.hmget(self.keys.identity(name), "centroid", "centroid_meta")
+            for name, (blob, meta) in zip(chunk, pipe.execute(), strict=True):
+                if blob is not None:
+                    self.index.upsert(name, unpack(blob, meta))
+            self.round_trips += 1
+
+    def _apply_events(self, events: list[tuple[bytes, dict[bytes, bytes]]]) -> bool:
+        """Mirror events into the index; False when one was missed (stream trimmed)."""
+        for event_id, fields in events:
+            version = int(fields[b"version"])
+            if version <= self._version:
+                continue  # already applied (our own commit, or a bootstrap overlap)
+            if version != self._version + 1:
+                return False
+            self.index.upsert(
+                fields[b"identity"].decode(), unpack(fields[b"centroid"], fields[b"centroid_meta"])
+            )
+            self._version = version
+            self._cursor = event_id.decode()
+        return True
+
+    def _sync(self, tracklet: Tracklet) -> dict[bytes, bytes]:
+        """Round trip 1: catch up with other matchers; the tracklet's record, if any."""
+        while True:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.get(self.keys.version)
+            pipe.xrange(self.keys.events, min=f"({self._cursor}", count=SYNC_BATCH)
+            pipe.hgetall(self.keys.tracklet(tracklet.camera_id, tracklet.track_id))
+            version, events, record = pipe.execute()
+            self.round_trips += 1
+            if not self._apply_events(events):
+                log.warning("events stream was trimmed past this matcher; reloading the index")
+                self._bootstrap()
+                continue
+            if int(version or 0) == 0 and self._version > 0:
+                self._bootstrap()  # the namespace expired or was cleared
+                continue
+            if len(events) < SYNC_BATCH:
+                return record
+
+    def _fetch(self, identities: list[str]) -> tuple[list[Exemplars | None], list[list[Sighting]]]:
+        """Round trip 2: exemplars and sightings of ``identities``."""
+        pipe = self.redis.pipeline(transaction=False)
+        for identity in identities:
+            pipe.hgetall(self.keys.exemplars(identity))
+            pipe.zrange(self.keys.sightings(identity), 0, -1)
+        replies = pipe.execute() if identities else []
+        self.round_trips += 1 if identities else 0
+        exemplars: list[Exemplars | None] = []
+        sightings = []
+        for identity, raw, members in zip(identities, replies[::2], replies[1::2], strict=True):
+            if not raw:
+                exemplars.append(None)  # expired since the index saw it
+            else:
+                attention = (
+                    unpack(raw[b"attention"], raw[b"attention_meta"])
+                    if b"attention" in raw
+                    else None
+                )
+                exemplars.append(
+                    Exemplars(unpack(raw[b"features"], raw[b"features_meta"]), attention)
+                )
+            sightings.append([decode_sighting(identity, m) for m in members])
+        return exemplars, sightings
+
+    # -- decisions -----------------------------------------------------------------------
+    def _distances(self, tracklet: Tracklet, candidates: list[Exemplars]) -> list[float]:
+        """Combined distance of ``tracklet`` to each candidate (best exemplar pair)."""
+        pairs, feature_d = [], []
+        for ex in candidates:
+            sims = tracklet.features @ ex.features.T
+            i, j = np.unravel_index(int(np.argmax(sims)), sims.shape)
+            pairs.append((int(i), int(j)))
+            feature_d.append(float(np.clip((1.0 - sims[i, j]) / 2.0, 0.0, 1.0)))
+        w = self.config.attention_weight
+        usable = [
+            n
+            for n, ex in enumerate(candidates)
+            if ex.attention is not None
+            and tracklet.attention is not None
+            and ex.attention.shape[1:] == tracklet.attention.shape[1:]
+        ]
+        if w == 0.0 or self.scorer is None or not usable:
+            return feature_d
+        t = torch.from_numpy
+        attention_d = self.scorer.distance(
+            t(np.stack([tracklet.features[pairs[n][0]] for n in usable])),
+            t(np.stack([tracklet.attention[pairs[n][0]] for n in usable])),
+            t(np.stack([candidates[n].features[pairs[n][1]] for n in usable])),
+            t(np.stack([candidates[n].attention[pairs[n][1]] for n in usable]).astype(np.float32)),
+        ).tolist()
+        combined = list(feature_d)
+        for n, d_att in zip(usable, attention_d, strict=True):
+            combined[n] = (1 - w) * feature_d[n] + w * d_att
+        return combined
+
+    def _merge(self, old: Exemplars | None, tracklet: Tracklet) -> Exemplars:
+        """The identity's exemplars after adding the tracklet's: the most recent M."""
+        m = self.config.exemplars_per_identity
+        feats = tracklet.features
+        att = tracklet.attention
+        if len(feats) > m:  # evenly spaced over the track
+            keep = np.linspace(0, len(feats) - 1, m).round().astype(int)
+            feats, att = feats[keep], None if att is None else att[keep]
+        if old is not None:
+            same_att = (
+                old.attention is not None
+                and att is not None
+                and old.attention.shape[1:] == att.shape[1:]
+            )
+            feats = np.concatenate([old.features, feats])[-m:]
+            att = np.concatenate([old.attention.astype(np.float32), att])[-m:] if same_att else None
+        return Exemplars(feats, att)
+
+    def new_identity_id(self, tracklet: Tracklet) -> str:
+        """Deterministic: the same first tracklet always founds the same identity id."""
+        seed = f"{self.keys.namespace}|{tracklet.ref}|{tracklet.start!r}"
+        return "p" + hashlib.sha1(seed.encode()).hexdigest()[:12]
+
+    def _commit_plan(
+        self,
+        tracklet: Tracklet,
+        identity: str,
+        action: str,
+        exemplars: Exemplars,
+        distance: float | None,
+    ) -> list[str]:
+        centroid = exemplars.features.mean(axis=0)
+        centroid /= max(float(np.linalg.norm(centroid)), 1e-12)
+        features, features_meta = pack(exemplars.features, "float32")
+        attention, attention_meta = (
+            pack(exemplars.attention, "float16") if exemplars.attention is not None else (b"", "")
+        )
+        centroid_blob, centroid_meta = pack(centroid, "float32")
+        keys = self.keys
+        result = self._commit(
+            keys=[
+                keys.version,
+                keys.identities,
+                keys.identity(identity),
+                keys.exemplars(identity),
+                keys.sightings(identity),
+                keys.tracklet(tracklet.camera_id, tracklet.track_id),
+                keys.events,
+            ],
+            args=[
+                self._version,
+                identity,
+                action,
+                tracklet.camera_id,
+                tracklet.track_id,
+                repr(tracklet.start),
+                repr(tracklet.end),
+                encode_sighting(tracklet),
+                features,
+                features_meta,
+                attention,
+                attention_meta,
+                centroid_blob,
+                centroid_meta,
+                "" if distance is None else repr(distance),
+                repr(time.time()),
+                int(self.config.retention_s),
+                self.config.events_maxlen,
+            ],
+        )
+        self.round_trips += 1
+        return [_text(v) for v in result]
+
+    def _decide_once(self, tracklet: Tracklet) -> Decision | None:
+        record = self._sync(tracklet)
+        if record:
+            identity = record[b"identity"].decode()
+            if tracklet.end <= float(record[b"end"]):
+                return Decision(identity, "duplicate")
+            (old,), _ = self._fetch([identity])
+            plan = (identity, "update", self._merge(old, tracklet), None, 1)
+        else:
+            names = self.index.search(tracklet.features, self.config.top_k)
+            exemplars, sightings = self._fetch(names)
+            live = [n for n, ex in enumerate(exemplars) if ex is not None]
+            distances = self._distances(tracklet, [exemplars[n] for n in live])
+            best: tuple[float, int] | None = None
+            for n, d in zip(live, distances, strict=True):
+                if d > self.config.link_threshold or (best is not None and d >= best[0]):
+                    continue
+                reason = rejection(tracklet, sightings[n], self.config)
+                if reason is None:
+                    best = (d, n)
+                else:
+                    log.debug("%s not linked to %s (d=%.3f): %s", tracklet.ref, names[n], d, reason)
+            if best is None:
+                plan = (
+                    self.new_identity_id(tracklet),
+                    "new_identity",
+                    self._merge(None, tracklet),
+                    None,
+                    len(names),
+                )
+            else:
+                d, n = best
+                plan = (names[n], "link", self._merge(exemplars[n], tracklet), d, len(names))
+        identity, action, merged, distance, considered = plan
+        got, outcome = self._commit_plan(tracklet, identity, action, merged, distance)
+        if outcome in ("retry", "conflict"):
+            return None
+        if outcome == "duplicate":
+            return Decision(got, "duplicate")
+        return Decision(got, outcome, distance, considered)
+
+    def decide(self, tracklet: Tracklet) -> Decision:
+        """Link ``tracklet`` to an identity (or found one) and record it atomically."""
+        for attempt in range(self.config.max_retries):
+            decision = self.call_with_retry(self._decide_once, tracklet)
+            if decision is not None:
+                return decision
+            time.sleep(random.uniform(0, 0.002 * min(attempt, 10)))  # de-synchronise rivals
+        raise MatcherBusy(
+            f"tracklet {tracklet.ref!r}: {self.config.max_retries} commits lost to "
+            "concurrent matchers; raise matcher.max_retries or add Redis capacity"
+        )
+
+    def submit(self, tracklet: Tracklet) -> str:
+        """The identity id ``tracklet`` now belongs to."""
+        return self.decide(tracklet).identity
+
+    # -- queries -------------------------------------------------------------------------
+    def identity_of(self, camera_id: str, track_id: int) -> str | None:
+        return _text(
+            self.call_with_retry(
+                self.redis.hget, self.keys.tracklet(camera_id, track_id), "identity"
+            )
+        )
+
+    def trajectory(self, identity: str) -> list[Sighting]:
+        """Sightings of ``identity`` ordered by start time (empty if unknown or expired)."""
+        members = self.call_with_retry(self.redis.zrange, self.keys.sightings(identity), 0, -1)
+        return [decode_sighting(identity, m) for m in members]
+
+    def identities(self, limit: int = 100) -> list[tuple[str, float]]:
+        """The ``limit`` most recently updated identities with the update time (unix s)."""
+        rows = self.call_with_retry(self.redis.zrevrange, self.keys.identities, 0, limit - 1, True)
+        return [(_text(name), float(score)) for name, score in rows]

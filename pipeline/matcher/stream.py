@@ -1,0 +1,146 @@
+"""Scale-out: camera workers publish tracklets to a Redis Stream; matchers consume it as a
+consumer group. A crashed consumer's pending entries are claimed by the others after
+``claim_idle_ms``; the commit script makes reprocessing harmless (idempotent per tracklet).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import deque
+
+import redis
+
+from pipeline.matcher.codec import pack, unpack
+from pipeline.matcher.connection import RETRY_ERRORS
+from pipeline.matcher.keys import Keys
+from pipeline.matcher.matcher import Matcher
+from pipeline.matcher.types import Decision, Tracklet
+
+log = logging.getLogger(__name__)
+GROUP = "matchers"
+
+
+def encode_tracklet(t: Tracklet) -> dict[str, bytes | str]:
+    features, features_meta = pack(t.features, "float32")
+    fields: dict[str, bytes | str] = {
+        "camera": t.camera_id,
+        "track": str(t.track_id),
+        "start": repr(t.start),
+        "end": repr(t.end),
+        "features": features,
+        "features_meta": features_meta,
+        "crops": json.dumps(list(t.crops)),
+    }
+    if t.attention is not None:
+        fields["attention"], fields["attention_meta"] = pack(t.attention, "float16")
+    return fields
+
+
+def decode_tracklet(fields: dict[bytes, bytes]) -> Tracklet:
+    attention = (
+        unpack(fields[b"attention"], fields[b"attention_meta"]) if b"attention" in fields else None
+    )
+    return Tracklet(
+        fields[b"camera"].decode(),
+        int(fields[b"track"]),
+        float(fields[b"start"]),
+        float(fields[b"end"]),
+        unpack(fields[b"features"], fields[b"features_meta"]),
+        attention,
+        tuple(json.loads(fields[b"crops"])),
+    )
+
+
+class TrackletPublisher:
+    """Appends tracklets to the inbox stream; holds up to ``buffer`` while Redis is down.
+
+    Tracklets buffered during an outage are sent, in order, by the next successful
+    :meth:`publish` or :meth:`flush`. When the buffer is full the oldest is dropped and
+    counted in :attr:`dropped` (and logged), never silently.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        namespace: str = "reid",
+        buffer: int = 10_000,
+        maxlen: int = 1_000_000,
+    ) -> None:
+        self.redis, self.keys, self.maxlen = client, Keys(namespace), maxlen
+        self.pending: deque[Tracklet] = deque()
+        self.capacity = buffer
+        self.dropped = 0
+
+    def publish(self, tracklet: Tracklet) -> bool:
+        """Queue ``tracklet`` and send everything queued; False while Redis is unreachable."""
+        if len(self.pending) == self.capacity:
+            self.pending.popleft()
+            self.dropped += 1
+            log.error(
+                "tracklet buffer full (%d): dropped the oldest, %d so far",
+                self.capacity,
+                self.dropped,
+            )
+        self.pending.append(tracklet)
+        return self.flush()
+
+    def flush(self) -> bool:
+        while self.pending:
+            try:
+                self.redis.xadd(
+                    self.keys.inbox,
+                    encode_tracklet(self.pending[0]),
+                    maxlen=self.maxlen,
+                    approximate=True,
+                )
+            except RETRY_ERRORS as exc:
+                log.warning("Redis unavailable, %d tracklets buffered: %s", len(self.pending), exc)
+                return False
+            self.pending.popleft()
+        return True
+
+
+class MatcherWorker:
+    """One consumer of the inbox group: claim stale entries, read new ones, decide, ack."""
+
+    def __init__(
+        self, matcher: Matcher, consumer: str, claim_idle_ms: int = 30_000, batch: int = 32
+    ) -> None:
+        self.matcher, self.consumer = matcher, consumer
+        self.keys, self.redis = matcher.keys, matcher.redis
+        self.claim_idle_ms, self.batch = claim_idle_ms, batch
+        self.processed = 0
+        try:
+            self.redis.xgroup_create(self.keys.inbox, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def _handle(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[Decision]:
+        decisions = []
+        for entry_id, fields in entries:
+            if fields:  # entries trimmed from the stream come back empty: nothing to do
+                decisions.append(self.matcher.decide(decode_tracklet(fields)))
+            self.redis.xack(self.keys.inbox, GROUP, entry_id)
+            self.processed += 1
+        return decisions
+
+    def step(self, block_ms: int = 1000) -> list[Decision]:
+        """Process stale pending entries of dead consumers, then new entries."""
+        _, claimed, *_ = self.redis.xautoclaim(
+            self.keys.inbox, GROUP, self.consumer, self.claim_idle_ms, "0-0", count=self.batch
+        )
+        decisions = self._handle(claimed)
+        reply = self.redis.xreadgroup(
+            GROUP, self.consumer, {self.keys.inbox: ">"}, count=self.batch, block=block_ms
+        )
+        for _, entries in reply or []:
+            decisions += self._handle(entries)
+        return decisions
+
+    def run(self, stop: threading.Event, block_ms: int = 1000) -> None:
+        """Consume until ``stop`` is set; Redis outages are retried with backoff."""
+        while not stop.is_set():
+            self.matcher.call_with_retry(self.step, block_ms)

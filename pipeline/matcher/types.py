@@ -1,0 +1,87 @@
+"""Values that cross the matcher boundary (frozen, validated on construction)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+NORM_TOLERANCE = 1e-3
+
+
+class TrackletError(ValueError):
+    """A tracklet summary is malformed (shapes, norms, times)."""
+
+
+@dataclass(frozen=True)
+class Tracklet:
+    """Summary of one person's track in one camera.
+
+    Attributes:
+        camera_id: the camera's id from cams.yaml.
+        track_id: the tracker's local id in that camera.
+        start, end: first and last time seen (unix seconds, or seconds in a file).
+        features: ``[K, D]`` float32, L2-normalised exemplar embeddings.
+        attention: ``[K, r, h, w]`` projected conv maps of the exemplars
+            (:class:`reid.runtime.consistency.ConsistencyScorer`), or None for
+            feature-only matching.
+        crops: references (paths) of the exemplar crops, for queries and training data.
+    """
+
+    camera_id: str
+    track_id: int
+    start: float
+    end: float
+    features: np.ndarray
+    attention: np.ndarray | None = None
+    crops: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        where = f"tracklet {self.camera_id}:{self.track_id}"
+        if not self.camera_id or any(c in self.camera_id for c in ":\t\n"):
+            raise TrackletError(f"{where}: camera_id must be non-empty without ':' or tabs")
+        if not np.isfinite([self.start, self.end]).all() or self.end < self.start:
+            raise TrackletError(f"{where}: needs finite start <= end, got {self.start}..{self.end}")
+        features = np.ascontiguousarray(self.features, dtype=np.float32)
+        if features.ndim != 2 or len(features) == 0:
+            raise TrackletError(
+                f"{where}: features must be K x D with K >= 1, got {features.shape}"
+            )
+        norms = np.linalg.norm(features, axis=1)
+        if not np.all(np.abs(norms - 1.0) < NORM_TOLERANCE):
+            raise TrackletError(f"{where}: features must be L2-normalised (norms {norms.round(3)})")
+        object.__setattr__(self, "features", features)
+        if self.attention is not None:
+            attention = np.ascontiguousarray(self.attention, dtype=np.float32)
+            if attention.ndim != 4 or len(attention) != len(features):
+                raise TrackletError(
+                    f"{where}: attention must be K x r x h x w with K = {len(features)}, "
+                    f"got {attention.shape}"
+                )
+            object.__setattr__(self, "attention", attention)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.camera_id}\t{self.track_id}"
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """One tracklet of an identity, as stored in Redis."""
+
+    identity: str
+    camera_id: str
+    track_id: int
+    start: float
+    end: float
+    crops: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the matcher did with a tracklet."""
+
+    identity: str
+    action: str  # "new_identity", "link", "update" or "duplicate"
+    distance: float | None = None
+    candidates: int = 0

@@ -1,0 +1,67 @@
+"""The JSON file written beside every exported artifact (``<artifact>.json``)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from reid.runtime.base import EmbedderError
+
+
+class ArtifactMetadata(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: str  # "onnx", "tensorrt", "onnx-int8"
+    input_size: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    channel_order: str = "RGB"
+    input_name: str
+    output_names: tuple[str, ...]
+    feature_dim: int
+    basis_rank: int | None
+    map_size: tuple[int, int]
+    model_sha256: str
+    checkpoint: str
+    backbone: str
+    variant: str
+    precision: str = "fp32"
+    parity_min_cosine: float | None = None
+    tensorrt_version: str | None = None
+    cuda_version: str | None = None
+    gpu_name: str | None = None
+    gpu_compute_capability: str | None = None
+    max_batch: int | None = None
+
+
+def metadata_path(artifact: str | Path) -> Path:
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.name + ".json")
+
+
+def write_metadata(artifact: str | Path, meta: ArtifactMetadata) -> Path:
+    path = metadata_path(artifact)
+    path.write_text(meta.model_dump_json(indent=2))
+    return path
+
+
+def read_metadata(artifact: str | Path) -> ArtifactMetadata:
+    path = metadata_path(artifact)
+    if not path.is_file():
+        raise EmbedderError(
+            f"{artifact}: its metadata file {path} is missing; re-export with reid-export"
+        )
+    try:
+        return ArtifactMetadata.model_validate_json(path.read_text())
+    except ValidationError as exc:
+        raise EmbedderError(f"{path}: invalid metadata: {exc}") from exc
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,79 @@
+"""Pick a backend by exact file suffix, or the fastest one available (``auto``)."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+
+from reid.runtime.base import Embedder, EmbedderError
+
+BACKENDS: dict[str, str] = {"trt": ".engine", "ort": ".onnx", "torch": ".pt"}
+
+
+def _torch(path: Path) -> Embedder:
+    import torch
+
+    from reid.runtime.torch_backend import TorchEmbedder
+
+    scorer = path.with_name(path.name.split(".")[0] + ".consistency.pt")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return TorchEmbedder.from_checkpoint(path, scorer if scorer.is_file() else None, device)
+
+
+def _ort(path: Path) -> Embedder:
+    from reid.runtime.onnx_backend import OrtEmbedder
+
+    return OrtEmbedder(path)
+
+
+def _trt(path: Path) -> Embedder:
+    from reid.runtime.tensorrt_backend import TensorRTEmbedder
+
+    return TensorRTEmbedder(path)
+
+
+LOADERS: dict[str, Callable[[Path], Embedder]] = {"trt": _trt, "ort": _ort, "torch": _torch}
+
+
+def tensorrt_usable() -> bool:
+    if importlib.util.find_spec("tensorrt") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def auto_candidates(path: Path) -> list[tuple[str, Path]]:
+    """Artifacts of the same model, fastest backend first: ``<stem>.engine`` (TensorRT, when
+    it and CUDA are present), ``<stem>.onnx`` (ORT, CUDA provider when present), then the
+    checkpoint ``<stem>.pt``."""
+    stem = path.with_name(path.name.split(".")[0])
+    order = [("trt", ".engine")] if tensorrt_usable() else []
+    order += [("ort", ".onnx"), ("torch", ".pt")]
+    found = [(name, stem.with_suffix(suffix)) for name, suffix in order]
+    return [(name, p) for name, p in found if p.is_file()] or [(None, path)]  # type: ignore[list-item]
+
+
+def load_embedder(path: str | Path, backend: str = "auto") -> Embedder:
+    """An :class:`Embedder` for ``path`` (.engine, .onnx or a reid-train .pt checkpoint).
+
+    ``backend`` is ``auto``, ``trt``, ``ort`` or ``torch``; an explicit backend must match
+    the file suffix.
+    """
+    path = Path(path)
+    if backend == "auto":
+        name, chosen = auto_candidates(path)[0]
+        if name is None:
+            raise EmbedderError(
+                f"no model at {path}: expected a .engine, .onnx or .pt file with that stem "
+                "(reid-train writes .pt checkpoints, reid-export the others)"
+            )
+        return LOADERS[name](chosen)
+    if backend not in BACKENDS:
+        raise EmbedderError(f"unknown backend {backend!r}; valid: auto, {', '.join(BACKENDS)}")
+    if path.suffix != BACKENDS[backend]:
+        raise EmbedderError(f"backend {backend!r} loads {BACKENDS[backend]} files, got {path}")
+    if not path.is_file():
+        raise EmbedderError(f"model file {path} does not exist")
+    return LOADERS[backend](path)

@@ -1,0 +1,143 @@
+"""Matcher decisions, gates, retention and idempotency against a real Redis."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.matcher import Matcher, MatcherConfig, Tracklet, TrackletError, TransitRule
+from pipeline.matcher.keys import Keys
+from reid.models import CASN
+from reid.runtime.consistency import ConsistencyScorer, fit_channel_basis
+
+pytestmark = pytest.mark.redis
+DIM = 64
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def person(seed: int) -> np.ndarray:
+    return unit(np.random.default_rng(seed).standard_normal(DIM))
+
+
+def views(center: np.ndarray, seed: int, k: int = 3, noise: float = 0.05) -> np.ndarray:
+    return unit(center + noise * np.random.default_rng(seed).standard_normal((k, DIM)))
+
+
+def test_links_the_same_person_and_founds_new_ones(redis_url: str, namespace: str) -> None:
+    matcher = Matcher(redis_url, namespace)
+    alice, bob = person(1), person(2)
+    a1 = matcher.submit(Tracklet("cam1", 1, 0.0, 5.0, views(alice, 10)))
+    b1 = matcher.submit(Tracklet("cam1", 2, 0.0, 5.0, views(bob, 11)))
+    a2 = matcher.decide(Tracklet("cam2", 1, 20.0, 25.0, views(alice, 12)))
+    assert a1 != b1 and a2.identity == a1 and a2.action == "link"
+    # the link distance is the best exemplar pair's (1 - cos) / 2
+    assert 0.0 < a2.distance < MatcherConfig().link_threshold
+    assert matcher.identity_of("cam2", 1) == a1
+    assert matcher.identity_of("cam9", 1) is None
+    trajectory = matcher.trajectory(a1)
+    assert [(s.camera_id, s.track_id, s.start) for s in trajectory] == [
+        ("cam1", 1, 0.0),
+        ("cam2", 1, 20.0),
+    ]
+    # a second matcher on the same Redis sees the same gallery
+    other = Matcher(redis_url, namespace)
+    assert other.submit(Tracklet("cam3", 4, 40.0, 41.0, views(bob, 13))) == b1
+    assert {name for name, _ in matcher.identities()} == {a1, b1}
+
+
+def test_resubmission_is_idempotent_and_updates_refine(redis_url: str, namespace: str) -> None:
+    matcher = Matcher(redis_url, namespace)
+    t = Tracklet("cam1", 1, 0.0, 5.0, views(person(1), 1), crops=("a.jpg",))
+    first = matcher.decide(t)
+    again = matcher.decide(t)
+    assert (again.identity, again.action) == (first.identity, "duplicate")
+    longer = Tracklet("cam1", 1, 0.0, 9.0, views(person(1), 2), crops=("b.jpg",))
+    update = matcher.decide(longer)
+    assert (update.identity, update.action) == (first.identity, "update")
+    (sighting,) = matcher.trajectory(first.identity)
+    assert sighting.end == 9.0 and sighting.crops == ("b.jpg",)
+    events = matcher.redis.xrange(Keys(namespace).events)
+    assert [e[1][b"type"] for e in events] == [b"new_identity", b"update"]
+    raw = matcher.redis.hget(Keys(namespace).identity(first.identity), "tracklets")
+    assert int(raw) == 1
+
+
+def test_gates_time_overlap_and_topology(redis_url: str, namespace: str) -> None:
+    config = MatcherConfig(
+        topology=(TransitRule(source="cam1", target="cam2", min_s=10, max_s=60),),
+        overlapping=(("cam1", "cam3"),),
+    )
+    matcher = Matcher(redis_url, namespace, config)
+    alice = person(1)
+    a = matcher.submit(Tracklet("cam1", 1, 0.0, 10.0, views(alice, 1)))
+    # same time in a non-overlapping camera: must not be alice
+    assert matcher.submit(Tracklet("cam2", 1, 5.0, 8.0, views(alice, 2))) != a
+    # same time, same camera, another track: not alice either
+    assert matcher.submit(Tracklet("cam1", 2, 5.0, 8.0, views(alice, 3))) != a
+    # overlapping views may hold her at the same time
+    assert matcher.submit(Tracklet("cam3", 1, 2.0, 9.0, views(alice, 4))) == a
+    # cam1 -> cam2 needs 10..60 s: 3 s is too fast, 100 s too slow, 30 s fine
+    assert matcher.submit(Tracklet("cam2", 2, 13.0, 14.0, views(alice, 5))) != a
+    assert matcher.submit(Tracklet("cam2", 3, 110.0, 111.0, views(alice, 6))) != a
+    assert matcher.submit(Tracklet("cam2", 4, 40.0, 45.0, views(alice, 7))) == a
+    # cam2 -> cam4 is not an allowed pair
+    assert matcher.submit(Tracklet("cam4", 1, 70.0, 75.0, views(alice, 8))) != a
+
+
+def test_all_state_has_a_ttl_and_expires(redis_url: str, namespace: str) -> None:
+    matcher = Matcher(redis_url, namespace, MatcherConfig(retention_s=2))
+    identity = matcher.submit(Tracklet("cam1", 1, 0.0, 1.0, views(person(1), 1)))
+    keys = list(matcher.redis.scan_iter(Keys(namespace).pattern()))
+    assert len(keys) == 7
+    assert all(0 < matcher.redis.ttl(k) <= 2 for k in keys)
+    time.sleep(2.2)
+    assert matcher.identity_of("cam1", 1) is None and matcher.trajectory(identity) == []
+    # an expired gallery is forgotten: the same person founds a new identity
+    assert matcher.submit(Tracklet("cam2", 1, 10.0, 11.0, views(person(1), 2))) != identity
+
+
+def test_attention_consistency_enters_the_distance(redis_url: str, namespace: str) -> None:
+    model = CASN(5, backbone="resnet18").eval()
+    images = torch.randn(4, 3, 64, 32)
+    emb = model.embed(images)
+    scorer = ConsistencyScorer.from_model(model, fit_channel_basis(emb.maps, rank=16))
+    projections = scorer.project(emb.maps).numpy()
+    feats = emb.features.numpy()
+    config = MatcherConfig(attention_weight=0.5, link_threshold=1.0)
+    matcher = Matcher(redis_url, namespace, config, scorer=scorer)
+    first = matcher.submit(Tracklet("cam1", 1, 0.0, 1.0, feats[:1], projections[:1]))
+    decision = matcher.decide(Tracklet("cam2", 1, 5.0, 6.0, feats[1:2], projections[1:2]))
+    assert decision.identity == first and decision.action == "link"
+    d_feat = (1 - float(feats[0] @ feats[1])) / 2
+    stored = torch.from_numpy(projections[:1].astype(np.float16).astype(np.float32))
+    d_att = float(
+        scorer.distance(
+            emb.features[1:2], torch.from_numpy(projections[1:2]), emb.features[:1], stored
+        )[0]
+    )
+    assert decision.distance == pytest.approx(0.5 * d_feat + 0.5 * d_att, abs=1e-5)
+
+
+def test_malformed_tracklets_are_clear_errors() -> None:
+    good = person(1)[None]
+    with pytest.raises(TrackletError, match="L2-normalised"):
+        Tracklet("cam1", 1, 0.0, 1.0, good * 2)
+    with pytest.raises(TrackletError, match="start <= end"):
+        Tracklet("cam1", 1, 5.0, 1.0, good)
+    with pytest.raises(TrackletError, match="K x r x h x w"):
+        Tracklet("cam1", 1, 0.0, 1.0, good, attention=np.zeros((2, 4, 3, 3)))
+    with pytest.raises(TrackletError, match="camera_id"):
+        Tracklet("", 1, 0.0, 1.0, good)
+
+
+def test_unreachable_redis_is_a_clear_error() -> None:
+    from pipeline.matcher import RedisUnavailable
+
+    with pytest.raises(RedisUnavailable, match=r"redis://:\*\*\*@127.0.0.1:1/0 is unreachable"):
+        Matcher("redis://:secret@127.0.0.1:1/0")

@@ -1,0 +1,196 @@
+"""Export and the inference backends on CPU; TensorRT tests run only with CUDA + tensorrt."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from reid.attention import pair_attention
+from reid.config import validate_settings
+from reid.export.cli import app
+from reid.export.onnx_export import export_onnx
+from reid.export.quantize import quantize_onnx
+from reid.export.samples import cosine_rows, load_crops
+from reid.models import CASN
+from reid.runtime import CropBatcher, EmbedderError, load_embedder
+from reid.runtime.consistency import ConsistencyScorer, fit_channel_basis
+from reid.runtime.metadata import metadata_path
+from reid.runtime.onnx_backend import OrtEmbedder
+from reid.runtime.torch_backend import TorchEmbedder
+from reid.training.checkpoint import save_checkpoint
+from reid.training.config import TrainConfig
+
+HAS_TRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    config = validate_settings(
+        {"model": {"backbone": "resnet18", "input_size": [64, 32], "hidden_dim": 32}},
+        TrainConfig,
+        "test",
+    )
+    torch.manual_seed(0)
+    model = CASN.from_config(config.model, num_classes=7)
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    save_checkpoint(
+        path,
+        {
+            "model": model.state_dict(),
+            "config": config.model_dump(mode="json"),
+            "num_classes": 7,
+            "epoch": 1,
+        },
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoint: Path) -> Path:
+    return export_onnx(checkpoint, checkpoint.with_suffix(".onnx"), basis_rank=16).onnx
+
+
+@pytest.fixture(scope="module")
+def crops() -> list[np.ndarray]:
+    return load_crops(None, 12, seed=5)
+
+
+def test_onnx_runtime_agrees_with_pytorch(exported: Path, checkpoint: Path, crops) -> None:
+    meta = json.loads(metadata_path(exported).read_text())
+    assert meta["output_names"] == ["features", "projections"] and meta["basis_rank"] == 16
+    assert meta["input_size"] == [64, 32] and meta["parity_min_cosine"] >= 0.999
+    ort_emb = OrtEmbedder(exported).embed(crops)
+    torch_emb = TorchEmbedder.from_checkpoint(
+        checkpoint, checkpoint.with_name("model.consistency.pt")
+    ).embed(crops)
+    assert cosine_rows(ort_emb.features, torch_emb.features).min() >= 0.999
+    np.testing.assert_allclose(np.linalg.norm(ort_emb.features, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(ort_emb.projections, torch_emb.projections, rtol=1e-3, atol=1e-4)
+
+
+def test_full_rank_projection_reproduces_the_attention_maps(checkpoint: Path) -> None:
+    model = TorchEmbedder.from_checkpoint(checkpoint).model
+    emb = model.embed(torch.randn(6, 3, 64, 32))
+    basis = fit_channel_basis(emb.maps, rank=emb.maps.shape[1])  # square: U U^T = I
+    scorer = ConsistencyScorer.from_model(model, basis)
+    p = scorer.project(emb.maps)
+    full = pair_attention(model, emb.maps[:3], emb.maps[3:], emb.features[:3], emb.features[3:])
+    projected = pair_attention(model, p[:3], p[3:], emb.features[:3], emb.features[3:], basis)
+    for a, b in zip(full, projected, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+
+
+def test_scorer_round_trips_through_its_file(exported: Path, tmp_path: Path) -> None:
+    scorer = ConsistencyScorer.load(exported.with_name("model.consistency.pt"))
+    scorer.save(tmp_path / "copy.pt")
+    again = ConsistencyScorer.load(tmp_path / "copy.pt")
+    torch.testing.assert_close(scorer.basis, again.basis)
+    (tmp_path / "bad.pt").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="bad.pt is corrupt"):
+        ConsistencyScorer.load(tmp_path / "bad.pt")
+
+
+def test_auto_backend_and_clear_errors(
+    exported: Path, checkpoint: Path, crops, tmp_path: Path
+) -> None:
+    assert load_embedder(checkpoint).name.startswith("ort")  # the sibling .onnx wins
+    assert load_embedder(checkpoint, "torch").name == "torch"
+    with pytest.raises(EmbedderError, match="loads .engine files"):
+        load_embedder(exported, "trt")
+    with pytest.raises(EmbedderError, match="no model at"):
+        load_embedder(tmp_path / "nothing.pt")
+    embedder = load_embedder(exported, "ort")
+    with pytest.raises(EmbedderError, match="no crops"):
+        embedder.embed([])
+    with pytest.raises(EmbedderError, match="dtype float32"):
+        embedder.embed([crops[0].astype(np.float32)])
+    with pytest.raises(EmbedderError, match="is empty"):
+        embedder.embed([np.zeros((0, 10, 3), np.uint8)])
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"not onnx")
+    metadata_path(corrupt).write_text(metadata_path(exported).read_text())
+    with pytest.raises(EmbedderError, match="cannot be loaded"):
+        OrtEmbedder(corrupt)
+    lonely = tmp_path / "lonely.onnx"
+    lonely.write_bytes(exported.read_bytes())
+    with pytest.raises(EmbedderError, match="metadata file"):
+        OrtEmbedder(lonely)
+
+
+def test_int8_quantisation_reports_fidelity(exported: Path, tmp_path: Path, crops) -> None:
+    result = quantize_onnx(exported, tmp_path / "model.int8.onnx", num_calibration=16)
+    int8 = OrtEmbedder(result.path).embed(crops)
+    fp32 = OrtEmbedder(exported).embed(crops)
+    measured = cosine_rows(int8.features, fp32.features)
+    assert 0.9 < result.min_cosine <= 1.0 and measured.min() > 0.9
+    assert json.loads(metadata_path(result.path).read_text())["precision"] == "int8"
+
+
+def test_batcher_gathers_cameras_into_batches(exported: Path, crops) -> None:
+    embedder = OrtEmbedder(exported)
+    batcher = CropBatcher(embedder, max_batch=8, max_wait_s=0.05)
+    results: dict[int, np.ndarray] = {}
+
+    def camera(i: int) -> None:
+        results[i] = batcher.submit(crops[2 * i : 2 * i + 2]).result().features
+
+    threads = [threading.Thread(target=camera, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    batcher.close()
+    direct = embedder.embed(crops).features
+    for i in range(6):
+        np.testing.assert_allclose(results[i], direct[2 * i : 2 * i + 2], atol=1e-5)
+    assert batcher.batches < 6
+
+
+def test_cli_export_refuses_bad_input(checkpoint: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    ok = runner.invoke(
+        app,
+        [
+            "onnx",
+            "--checkpoint",
+            str(checkpoint),
+            "--out",
+            str(tmp_path / "m.onnx"),
+            "--basis-rank",
+            "8",
+        ],
+    )
+    assert ok.exit_code == 0, ok.output
+    assert (tmp_path / "m.onnx").is_file() and (tmp_path / "m.consistency.pt").is_file()
+    missing = runner.invoke(
+        app, ["onnx", "--checkpoint", str(tmp_path / "x.pt"), "--out", str(tmp_path / "y.onnx")]
+    )
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_TRT, reason="needs CUDA and the tensorrt package ('trt' extra)")
+def test_tensorrt_fp16_engine_parity_and_target_check(
+    exported: Path, tmp_path: Path, crops
+) -> None:
+    from reid.export.tensorrt_build import build_engine
+    from reid.runtime.tensorrt_backend import TensorRTEmbedder
+
+    build = build_engine(exported, tmp_path / "model.engine", "fp16", max_batch=16)
+    assert build.min_cosine >= 0.999
+    engine = TensorRTEmbedder(build.engine)
+    got = engine.embed(crops)
+    assert cosine_rows(got.features, OrtEmbedder(exported).embed(crops).features).min() >= 0.999
+    meta_file = metadata_path(build.engine)
+    meta = json.loads(meta_file.read_text())
+    meta["tensorrt_version"] = "1.0.0"
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(EmbedderError, match=r"built with TensorRT 1\.0\.0, this machine has"):
+        TensorRTEmbedder(build.engine)
