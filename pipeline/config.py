@@ -1,0 +1,125 @@
+"""cams.yaml: every setting of a pipeline run, validated; errors name the field and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from pipeline.matcher.config import MatcherConfig
+from reid.config import Settings, load_yaml_settings
+
+
+class CameraConfig(Settings):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="unique camera id")
+    source: str | int = Field(description="video file, image folder, stream URL or webcam index")
+    fps: float | None = Field(None, gt=0, description="frames/s to process (a stride); None: all")
+    start_time: float = Field(0.0, description="timestamp of a file's first frame (s)")
+    time_offset: float = Field(0.0, description="seconds added to every timestamp")
+    crop: tuple[int, int, int, int] | None = Field(None, description="virtual camera [x, y, w, h]")
+    live: bool | None = Field(None, description="None: streams and webcams are live")
+    max_reconnects: int | None = Field(None, ge=0, description="live sources; None: forever")
+    detections: str | None = Field(None, description="MOT file (detector.kind: precomputed)")
+
+    @field_validator("crop")
+    @classmethod
+    def _positive_crop(cls, v: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
+        if v is not None and (v[0] < 0 or v[1] < 0 or v[2] <= 0 or v[3] <= 0):
+            raise ValueError("crop is [x, y, width, height] with x, y >= 0 and positive size")
+        return v
+
+
+class DetectorConfig(Settings):
+    kind: Literal["yolo", "hog", "precomputed"] = "yolo"
+    weights: str | None = Field(None, description="None: the shipped default person model")
+    person_classes: list[str | int] | None = None
+    conf: float = Field(0.35, ge=0.0, le=1.0)
+    iou: float = Field(0.5, ge=0.0, le=1.0)
+    imgsz: int = Field(640, ge=32)
+    batch: int = Field(4, ge=1, description="frames per detector call (across cameras)")
+
+
+class TrackerConfig(Settings):
+    kind: Literal["bytetrack", "botsort"] = "bytetrack"
+    lost_after_s: float = Field(2.0, gt=0)
+    track_high_thresh: float = Field(0.25, ge=0.0, le=1.0)
+    track_low_thresh: float = Field(0.1, ge=0.0, le=1.0)
+    new_track_thresh: float = Field(0.25, ge=0.0, le=1.0)
+    match_thresh: float = Field(0.8, ge=0.0, le=1.0)
+
+
+class TrackletConfig(Settings):
+    best_k: int = Field(4, ge=1, le=16)
+    lost_after_s: float = Field(1.0, gt=0)
+    finish_after_s: float = Field(3.0, gt=0)
+    summary_every_s: float = Field(5.0, gt=0)
+    min_boxes: int = Field(3, ge=1)
+    min_height: int = Field(48, ge=8)
+
+
+class ReidConfig(Settings):
+    model: str | None = Field(
+        None, description="checkpoint (.pt), .onnx or .engine; None: ImageNet MobileNetV2 "
+        "features (offline, feature-only matching; train with reid-train for accuracy)"
+    )
+    backend: Literal["auto", "trt", "ort", "torch"] = "auto"
+    max_batch: int = Field(32, ge=1)
+
+
+class RedisConfig(Settings):
+    url: str | None = Field(None, description="redis:// or rediss:// URL; None: embedded")
+    namespace: str = Field("reid", pattern=r"^[A-Za-z0-9_.-]+$")
+
+
+class OutputConfig(Settings):
+    dir: str = "runs/pipeline"
+    video: bool = True
+    crops: bool = True
+    events: bool = True
+    mtmc: bool = True
+
+
+class PipelineConfig(Settings):
+    cameras: list[CameraConfig] = Field(min_length=1)
+    detector: DetectorConfig = DetectorConfig()
+    tracker: TrackerConfig = TrackerConfig()
+    tracklets: TrackletConfig = TrackletConfig()
+    reid: ReidConfig = ReidConfig()
+    matcher: MatcherConfig = MatcherConfig()
+    redis: RedisConfig = RedisConfig()
+    outputs: OutputConfig = OutputConfig()
+    metrics_port: int | None = Field(None, ge=0, le=65535, description="Prometheus; None: off")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineConfig:
+        ids = [c.id for c in self.cameras]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"camera ids must be unique; repeated: {duplicates}")
+        if self.detector.kind == "precomputed":
+            missing = [c.id for c in self.cameras if c.detections is None]
+            if missing:
+                raise ValueError(f"detector.kind precomputed needs cameras[].detections for {missing}")
+        known = set(ids)
+        for rule in self.matcher.topology:
+            for cam in (rule.source, rule.target):
+                if cam not in known:
+                    raise ValueError(f"matcher.topology names unknown camera {cam!r}")
+        return self
+
+
+def load_pipeline_config(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
+    """cams.yaml -> :class:`PipelineConfig`; relative source paths are resolved against the
+    file's folder when they exist there."""
+    config = load_yaml_settings(path, PipelineConfig, overrides or [])
+    base = Path(path).resolve().parent
+    cameras = []
+    for cam in config.cameras:
+        update = {}
+        for field_name in ("source", "detections"):
+            value = getattr(cam, field_name)
+            if isinstance(value, str) and not Path(value).is_absolute() and (base / value).exists():
+                update[field_name] = str(base / value)
+        cameras.append(cam.model_copy(update=update))
+    return config.model_copy(update={"cameras": cameras})

@@ -1,0 +1,134 @@
+"""What a run leaves behind in its output folder.
+
+    mtmc.txt          AI City Challenge MTMC format, one line per box:
+                      camera_id obj_id frame_id xmin ymin width height xworld yworld
+                      (numeric camera ids and global ids; world coordinates -1: unknown)
+    ids.json          numeric ids used in mtmc.txt -> camera ids and identity ids
+    events.jsonl      one JSON object per matcher decision (new_identity, link, update)
+    video/<cam>.mp4   annotated video per camera, boxes labelled with global identities
+    crops/<identity>/<camera>_<timestamp>_<n>.jpg   site training data (reid-train site)
+    tracks/<camera>_<track>/<n>.jpg                 the crops each tracklet was embedded from
+    summary.json      identities, cross-camera links, frames, per-stage time
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from pipeline.config import OutputConfig
+from pipeline.matcher import Decision
+from pipeline.sources import Frame
+from pipeline.tracking import Track
+from pipeline.tracklets import TrackletSummary
+
+
+def _color(key: str) -> tuple[int, int, int]:
+    h = zlib.crc32(key.encode()) % 180
+    b, g, r = cv2.cvtColor(np.uint8([[[h, 200, 255]]]), cv2.COLOR_HSV2BGR)[0, 0]
+    return int(b), int(g), int(r)
+
+
+class RunOutputs:
+    """Writes every output of one run; :meth:`close` finishes the files."""
+
+    def __init__(self, folder: str | Path, config: OutputConfig, camera_ids: list[str]) -> None:
+        self.folder, self.config = Path(folder), config
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.camera_number = {c: i + 1 for i, c in enumerate(camera_ids)}
+        self.identity_number: dict[str, int] = {}
+        self.identity_of: dict[tuple[str, int], str] = {}
+        self.rows: list[tuple[str, int, int, np.ndarray]] = []
+        self.writers: dict[str, cv2.VideoWriter] = {}
+        self.events = (self.folder / "events.jsonl").open("a") if config.events else None
+
+    def number(self, identity: str) -> int:
+        return self.identity_number.setdefault(identity, len(self.identity_number) + 1)
+
+    def frame(self, frame: Frame, tracks: list[Track], fps: float) -> None:
+        """Record boxes for mtmc.txt and draw the annotated frame."""
+        for t in tracks:
+            self.rows.append((frame.camera_id, t.track_id, frame.index, t.xyxy))
+        if not self.config.video:
+            return
+        image = frame.image.copy()
+        for t in tracks:
+            identity = self.identity_of.get((frame.camera_id, t.track_id))
+            label = f"ID {self.number(identity)}" if identity else f"t{t.track_id}"
+            color = _color(identity or f"{frame.camera_id}{t.track_id}")
+            x1, y1, x2, y2 = t.xyxy.astype(int)
+            cv2.rectangle(image, (x1, y1), (x2, y2), color, 2)
+            cv2.putText(image, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                        color, 2, cv2.LINE_AA)
+        cv2.putText(image, f"{frame.camera_id}  t={frame.timestamp:.1f}s", (8, 20),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
+        writer = self.writers.get(frame.camera_id)
+        if writer is None:
+            (self.folder / "video").mkdir(exist_ok=True)
+            h, w = image.shape[:2]
+            writer = cv2.VideoWriter(str(self.folder / "video" / f"{frame.camera_id}.mp4"),
+                                     cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+            self.writers[frame.camera_id] = writer
+        writer.write(image)
+
+    def track_crops(self, summary: TrackletSummary) -> tuple[str, ...]:
+        """Save the crops a tracklet is embedded from; their paths go to the matcher."""
+        folder = self.folder / "tracks" / f"{summary.camera_id}_{summary.track_id}"
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for n, crop in enumerate(summary.crops):
+            path = folder / f"{n}.jpg"
+            cv2.imwrite(str(path), crop)
+            paths.append(str(path))
+        return tuple(paths)
+
+    def decision(self, summary: TrackletSummary, decision: Decision, crops: tuple[str, ...]) -> None:
+        self.identity_of[(summary.camera_id, summary.track_id)] = decision.identity
+        if decision.action == "duplicate":
+            return
+        if self.events is not None:
+            self.events.write(json.dumps({
+                "time": time.time(), "type": decision.action, "identity": decision.identity,
+                "camera": summary.camera_id, "track": summary.track_id, "start": summary.start,
+                "end": summary.end, "distance": decision.distance, "crops": list(crops),
+            }) + "\n")
+            self.events.flush()
+        if self.config.crops:
+            folder = self.folder / "crops" / decision.identity
+            folder.mkdir(parents=True, exist_ok=True)
+            for n, source in enumerate(crops):
+                target = folder / f"{summary.camera_id}_{summary.end:.3f}_{summary.track_id}{n}.jpg"
+                if not target.exists():
+                    try:
+                        os.link(source, target)
+                    except OSError:
+                        shutil.copyfile(source, target)
+
+    def close(self, summary: dict[str, Any]) -> None:
+        for writer in self.writers.values():
+            writer.release()
+        if self.events is not None:
+            self.events.close()
+        if self.config.mtmc:
+            with (self.folder / "mtmc.txt").open("w") as handle:
+                for camera, track, frame_index, box in self.rows:
+                    identity = self.identity_of.get((camera, track))
+                    if identity is None:
+                        continue  # a track too short to summarise never got an identity
+                    x1, y1, x2, y2 = box
+                    handle.write(f"{self.camera_number[camera]} {self.number(identity)} "
+                                 f"{frame_index} {x1:.0f} {y1:.0f} {x2 - x1:.0f} {y2 - y1:.0f} "
+                                 "-1 -1\n")
+        (self.folder / "ids.json").write_text(json.dumps({
+            "cameras": {str(n): c for c, n in self.camera_number.items()},
+            "identities": {str(n): i for i, n in self.identity_number.items()},
+        }, indent=2))
+        (self.folder / "summary.json").write_text(json.dumps(summary, indent=2))

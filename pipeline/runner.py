@@ -1,0 +1,235 @@
+"""The pipeline: cameras -> detector -> per-camera trackers -> tracklets -> shared embedder
+-> matcher (Redis) -> outputs. One process, reader threads per camera, and a main loop that
+batches frames for the detector and crops for the embedder across all cameras.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detectors import build_detector
+from pipeline.config import PipelineConfig
+from pipeline.matcher import Matcher, Tracklet
+from pipeline.outputs import RunOutputs
+from pipeline.sources import CameraReader, Frame
+from pipeline.tracking import CameraTracker
+from pipeline.tracklets import TrackletBuilder, TrackletSummary
+from reid.runtime import Embedder, load_embedder
+from reid.runtime.consistency import ConsistencyScorer
+from reid.runtime.torch_backend import TorchEmbedder
+
+log = logging.getLogger(__name__)
+STAGES = ("read", "detect", "track", "embed", "match", "output")
+
+
+@dataclass
+class CameraStats:
+    frames: int = 0
+    detections: int = 0
+    active_tracks: int = 0
+    fps: float = 0.0
+    dropped: int = 0
+    corrupt: int = 0
+    reconnects: int = 0
+    finished: bool = False
+    error: str | None = None
+
+
+@dataclass
+class RunState:
+    cameras: dict[str, CameraStats]
+    stage_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    stage_calls: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAGES, 0))
+    decisions: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    identities: set[str] = field(default_factory=set)
+    identity_cameras: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    started: float = field(default_factory=time.perf_counter)
+    queue_depths: Callable[[], dict[str, int]] = field(default=dict)
+
+    def time(self, stage: str, seconds: float) -> None:
+        self.stage_s[stage] += seconds
+        self.stage_calls[stage] += 1
+
+    def summary(self) -> dict[str, Any]:
+        wall = time.perf_counter() - self.started
+        frames = sum(c.frames for c in self.cameras.values())
+        return {
+            "identities": len(self.identities),
+            "cross_camera_identities": sum(len(c) > 1 for c in self.identity_cameras.values()),
+            "decisions": dict(self.decisions),
+            "frames": frames,
+            "wall_s": round(wall, 2),
+            "fps": round(frames / wall, 2) if wall else 0.0,
+            "stage_s": {k: round(v, 3) for k, v in self.stage_s.items()},
+            "cameras": {k: vars(v) for k, v in self.cameras.items()},
+        }
+
+
+def build_embedder(config: PipelineConfig) -> tuple[Embedder, ConsistencyScorer | None]:
+    """The configured model (or the offline ImageNet fallback) and its scorer, if exported."""
+    if config.reid.model is None:
+        log.warning("no reid.model given: ImageNet MobileNetV2 features, feature-only matching "
+                    "(train one with reid-train for real accuracy)")
+        return TorchEmbedder.imagenet_default(), None
+    path = Path(config.reid.model)
+    embedder = load_embedder(path, config.reid.backend)
+    scorer_file = path.with_name(path.name.split(".")[0] + ".consistency.pt")
+    scorer = ConsistencyScorer.load(scorer_file) if scorer_file.is_file() else None
+    if scorer is None:
+        log.warning("no %s beside the model: matching is feature-only", scorer_file.name)
+    return embedder, scorer
+
+
+class Pipeline:
+    """One run over the cameras of a :class:`PipelineConfig`."""
+
+    def __init__(self, config: PipelineConfig, max_frames: int | None = None,
+                 matcher: Matcher | None = None) -> None:
+        self.config = config
+        det = config.detector
+        options: dict[str, Any] = {}
+        if det.kind == "yolo":
+            options = {"conf": det.conf, "iou": det.iou, "imgsz": det.imgsz,
+                       "person_classes": det.person_classes}
+        elif det.kind == "hog":
+            options = {"conf": det.conf}
+        self.detectors = {
+            c.id: build_detector(det.kind, c.detections if det.kind == "precomputed"
+                                 else det.weights, **options)
+            for c in (config.cameras if det.kind == "precomputed" else config.cameras[:1])
+        }
+        self.embedder, scorer = build_embedder(config)
+        self.matcher = matcher or Matcher(config.redis.url, config.redis.namespace,
+                                          config.matcher, scorer)
+        self.readers = {
+            c.id: CameraReader(c.id, c.source, c.fps, c.start_time, c.time_offset, c.crop,
+                               live=c.live, max_reconnects=c.max_reconnects, max_frames=max_frames)
+            for c in config.cameras
+        }
+        trk = config.tracker
+        thresholds = trk.model_dump(exclude={"kind", "lost_after_s"})
+        self.trackers = {cid: CameraTracker(trk.kind, r.output_fps, trk.lost_after_s, **thresholds)
+                         for cid, r in self.readers.items()}
+        tl = config.tracklets
+        self.builders = {cid: TrackletBuilder(cid, tl.best_k, tl.lost_after_s, tl.finish_after_s,
+                                              tl.summary_every_s, tl.min_boxes, tl.min_height)
+                         for cid in self.readers}
+        self.outputs = RunOutputs(config.outputs.dir, config.outputs, list(self.readers))
+        self.state = RunState({cid: CameraStats() for cid in self.readers},
+                              queue_depths=lambda: {c: r.frames.qsize()
+                                                    for c, r in self.readers.items()})
+        self._pending: list[TrackletSummary] = []
+
+    def _detect(self, frames: list[Frame]) -> list:
+        if self.config.detector.kind == "precomputed":
+            return [self.detectors[f.camera_id].detect([f.image], [f.index])[0] for f in frames]
+        (detector,) = self.detectors.values()
+        return detector.detect([f.image for f in frames], [f.index for f in frames])
+
+    def _next_frames(self, open_ids: list[str]) -> list[Frame]:
+        """Up to ``detector.batch`` frames, round-robin over the cameras still open."""
+        frames: list[Frame] = []
+        for cid in list(open_ids):
+            if len(frames) >= self.config.detector.batch:
+                break
+            try:
+                frame = self.readers[cid].frames.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if frame is None:
+                open_ids.remove(cid)
+                self.state.cameras[cid].finished = True
+            else:
+                frames.append(frame)
+        return frames
+
+    def _process(self, frames: list[Frame]) -> None:
+        start = time.perf_counter()
+        detections = self._detect(frames)
+        self.state.time("detect", time.perf_counter() - start)
+        for frame, dets in zip(frames, detections, strict=True):
+            start = time.perf_counter()
+            tracks = self.trackers[frame.camera_id].update(dets, frame.image)
+            self._pending += self.builders[frame.camera_id].update(frame, tracks)
+            self.state.time("track", time.perf_counter() - start)
+            start = time.perf_counter()
+            self.outputs.frame(frame, tracks, self.readers[frame.camera_id].output_fps)
+            self.state.time("output", time.perf_counter() - start)
+            stats = self.state.cameras[frame.camera_id]
+            stats.frames += 1
+            stats.detections = len(dets)
+            stats.active_tracks = self.builders[frame.camera_id].active(frame.timestamp)
+
+    def _submit_pending(self, force: bool = False) -> None:
+        crops = sum(len(s.crops) for s in self._pending)
+        if not self._pending or (crops < self.config.reid.max_batch and not force):
+            return
+        summaries, self._pending = self._pending, []
+        start = time.perf_counter()
+        emb = self.embedder.embed([c for s in summaries for c in s.crops])
+        self.state.time("embed", time.perf_counter() - start)
+        offset = 0
+        for summary in summaries:
+            part = emb[slice(offset, offset + len(summary.crops))]
+            offset += len(summary.crops)
+            crop_paths = self.outputs.track_crops(summary)
+            start = time.perf_counter()
+            decision = self.matcher.decide(Tracklet(
+                summary.camera_id, summary.track_id, summary.start, summary.end,
+                part.features, part.projections, crop_paths,
+            ))
+            self.state.time("match", time.perf_counter() - start)
+            self.state.decisions[decision.action] += 1
+            self.state.identities.add(decision.identity)
+            self.state.identity_cameras[decision.identity].add(summary.camera_id)
+            self.outputs.decision(summary, decision, crop_paths)
+
+    def _refresh_source_stats(self) -> None:
+        for cid, reader in self.readers.items():
+            stats = self.state.cameras[cid]
+            stats.dropped, stats.corrupt = reader.stats.dropped, reader.stats.corrupt
+            stats.reconnects, stats.error = reader.stats.reconnects, reader.stats.error
+            elapsed = time.perf_counter() - self.state.started
+            stats.fps = stats.frames / elapsed if elapsed else 0.0
+
+    def run(self, stop: threading.Event | None = None,
+            on_progress: Callable[[RunState], None] | None = None) -> dict[str, Any]:
+        """Process until every camera ends or ``stop`` is set; open tracklets are flushed."""
+        stop = stop or threading.Event()
+        for reader in self.readers.values():
+            reader.start()
+        open_ids = list(self.readers)
+        last_report = 0.0
+        try:
+            while open_ids and not stop.is_set():
+                start = time.perf_counter()
+                frames = self._next_frames(open_ids)
+                self.state.time("read", time.perf_counter() - start)
+                if frames:
+                    self._process(frames)
+                self._submit_pending()
+                if on_progress and time.perf_counter() - last_report > 0.5:
+                    self._refresh_source_stats()
+                    on_progress(self.state)
+                    last_report = time.perf_counter()
+        finally:
+            for reader in self.readers.values():
+                reader.stop()
+            for builder in self.builders.values():
+                self._pending += builder.flush()
+            self._submit_pending(force=True)
+            self._refresh_source_stats()
+            summary = self.state.summary()
+            summary["outputs"] = str(self.outputs.folder)
+            self.outputs.close(summary)
+        return summary
