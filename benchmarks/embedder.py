@@ -46,8 +46,15 @@ def trtexec_images_per_s(engine: Path, batch: int, size: tuple[int, int]) -> flo
     if exe is None:
         return None
     out = subprocess.run(
-        [exe, f"--loadEngine={engine}", f"--shapes=images:{batch}x3x{size[0]}x{size[1]}",
-         "--duration=5"], capture_output=True, text=True).stdout
+        [
+            exe,
+            f"--loadEngine={engine}",
+            f"--shapes=images:{batch}x3x{size[0]}x{size[1]}",
+            "--duration=5",
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout
     for line in out.splitlines():
         if "Throughput:" in line:
             return float(line.split("Throughput:")[1].split()[0]) * batch
@@ -65,8 +72,15 @@ def main() -> None:
     config = ModelConfig(backbone=args.backbone, variant="ide")
     model = CASN.from_config(config, num_classes=751).eval()
     ckpt = work / "casn.pt"
-    torch.save({"model": model.state_dict(), "num_classes": 751, "epoch": 0,
-                "config": {"model": config.model_dump(mode="json")}}, ckpt)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "num_classes": 751,
+            "epoch": 0,
+            "config": {"model": config.model_dump(mode="json")},
+        },
+        ckpt,
+    )
     onnx = export_onnx(ckpt, work / "casn.onnx").onnx
     int8 = quantize_onnx(onnx, work / "casn.int8.onnx")
     cuda = torch.cuda.is_available()
@@ -94,8 +108,12 @@ def main() -> None:
             from reid.runtime.tensorrt_backend import TensorRTEmbedder
 
             for precision in ("fp16", "int8"):
-                built = build_engine(onnx, work / f"casn.{precision}.engine", precision,
-                                     max_batch=max(64, max(batches)))
+                built = build_engine(
+                    onnx,
+                    work / f"casn.{precision}.engine",
+                    precision,
+                    max_batch=max(64, max(batches)),
+                )
                 engines[precision] = built.engine
                 trt_embedder = TensorRTEmbedder(built.engine)
 
@@ -105,9 +123,11 @@ def main() -> None:
                 backends[f"tensorrt {precision}"] = run_trt
         except ImportError as exc:
             Console(stderr=True).print(f"TensorRT skipped: {exc}")
-    table = Table(title=f"CASN {args.backbone} IDE 288x144 embedder, images/s "
-                        f"({'GPU ' + torch.cuda.get_device_name() if cuda else 'CPU'}, "
-                        f"torch threads {torch.get_num_threads()})")
+    table = Table(
+        title=f"CASN {args.backbone} IDE 288x144 embedder, images/s "
+        f"({'GPU ' + torch.cuda.get_device_name() if cuda else 'CPU'}, "
+        f"torch threads {torch.get_num_threads()})"
+    )
     for col in ("backend", *[f"batch {b}" for b in batches], *[f"x eager b{b}" for b in batches]):
         table.add_column(col, justify="right")
     rates: dict[str, list[float]] = {}
@@ -117,15 +137,21 @@ def main() -> None:
             x = crops_to_array((crops * b)[:b], (288, 144))
             rates[name].append(images_per_s(lambda x=x: fn(x), b, args.seconds))
     for precision, engine in engines.items():
-        rates[f"trtexec {precision}"] = [trtexec_images_per_s(engine, b, (288, 144)) or
-                                         float("nan") for b in batches]
+        rates[f"trtexec {precision}"] = [
+            trtexec_images_per_s(engine, b, (288, 144)) or float("nan") for b in batches
+        ]
     base = rates["torch eager fp32"]
     for name, row in rates.items():
-        table.add_row(name, *[f"{r:.1f}" for r in row],
-                      *[f"{r / b:.2f}x" for r, b in zip(row, base, strict=True)])
+        table.add_row(
+            name,
+            *[f"{r:.1f}" for r in row],
+            *[f"{r / b:.2f}x" for r, b in zip(row, base, strict=True)],
+        )
     Console().print(table)
-    print(f"INT8 vs fp32 feature cosine (random weights): min {int8.min_cosine:.4f}, "
-          f"mean {int8.mean_cosine:.4f}")
+    print(
+        f"INT8 vs fp32 feature cosine (random weights): min {int8.min_cosine:.4f}, "
+        f"mean {int8.mean_cosine:.4f}"
+    )
     shutil.rmtree(work)
 
 

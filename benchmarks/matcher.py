@@ -12,6 +12,7 @@ decision cannot beat. Round trips are counted by the matcher.
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 import uuid
 
@@ -20,7 +21,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from pipeline.matcher import Matcher, MatcherConfig, Tracklet
+from pipeline.matcher import Matcher, MatcherConfig, Tracklet, connect
 from pipeline.matcher.keys import Keys
 
 
@@ -36,7 +37,10 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=300)
     args = parser.parse_args()
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
-    matcher = Matcher(args.redis, namespace, MatcherConfig(exemplars_per_identity=2))
+    client = connect(args.redis, embedded_dir=tempfile.mkdtemp(prefix="bench-redis-"))
+    matcher = Matcher(
+        namespace=namespace, config=MatcherConfig(exemplars_per_identity=2), client=client
+    )
     rng = np.random.default_rng(0)
     centers: list[np.ndarray] = []
     clock = 0.0

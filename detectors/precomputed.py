@@ -26,6 +26,8 @@ def read_mot(path: str | Path) -> dict[int, Detections]:
             frame, _, x, y, w, h, conf = values
         except ValueError as exc:
             raise DetectorError(f"{path}:{number}: expected frame,id,x,y,w,h,conf,...") from exc
+        if w < 0 or h < 0:
+            raise DetectorError(f"{path}:{number}: negative box size {w} x {h}")
         rows[int(frame)].append([x, y, x + w, y + h, conf])
     return {
         f: Detections(np.asarray(r)[:, :4], np.clip(np.asarray(r)[:, 4], 0, 1))

@@ -19,24 +19,44 @@ from pipeline.runner import Pipeline, RunState
 
 app = typer.Typer(
     help="Multi-camera person re-identification: reid-pipeline --cameras cams.yaml",
-    add_completion=False, pretty_exceptions_enable=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
 
 
 def camera_table(state: RunState) -> Table:
     table = Table(title="cameras")
-    for col in ("camera", "frames", "fps", "detections", "active tracks", "dropped", "corrupt",
-                "reconnects", "state"):
+    for col in (
+        "camera",
+        "frames",
+        "fps",
+        "detections",
+        "active tracks",
+        "dropped",
+        "corrupt",
+        "reconnects",
+        "state",
+    ):
         table.add_column(col, justify="right")
     for cid, s in state.cameras.items():
         status = "error" if s.error else "done" if s.finished else "running"
-        table.add_row(cid, str(s.frames), f"{s.fps:.1f}", str(s.detections),
-                      str(s.active_tracks), str(s.dropped), str(s.corrupt), str(s.reconnects),
-                      status)
-    table.caption = (f"identities {len(state.identities)}  cross-camera "
-                     f"{sum(len(c) > 1 for c in state.identity_cameras.values())}  decisions "
-                     f"{dict(state.decisions)}")
+        table.add_row(
+            cid,
+            str(s.frames),
+            f"{s.fps:.1f}",
+            str(s.detections),
+            str(s.active_tracks),
+            str(s.dropped),
+            str(s.corrupt),
+            str(s.reconnects),
+            status,
+        )
+    table.caption = (
+        f"identities {len(state.identities)}  cross-camera "
+        f"{sum(len(c) > 1 for c in state.identity_cameras.values())}  decisions "
+        f"{dict(state.decisions)}"
+    )
     return table
 
 
@@ -55,7 +75,9 @@ def summary_table(summary: dict) -> Table:
 def run(
     ctx: typer.Context,
     cameras: Annotated[Path | None, typer.Option(help="cams.yaml (see configs/cams/)")] = None,
-    redis: Annotated[str | None, typer.Option(help="Redis URL; default: cams.yaml, else embedded")] = None,
+    redis: Annotated[
+        str | None, typer.Option(help="Redis URL; default: cams.yaml, else embedded")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="output folder (default: outputs.dir)")] = None,
     max_frames: Annotated[int | None, typer.Option(help="stop each camera after N frames")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="key=value override")] = None,
@@ -68,8 +90,11 @@ def run(
     if cameras is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(2)
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(console=console, show_path=False)])
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
     for noisy in ("ultralytics", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from pipeline.errors import USER_ERRORS
@@ -118,8 +143,10 @@ def evaluate(
     table = Table(title=f"MTMC identity metrics ({pred})")
     for col in ("IDF1", "IDP", "IDR", "IDTP", "IDFP", "IDFN"):
         table.add_column(col, justify="right")
-    table.add_row(*(f"{scores[k]:.1%}" for k in ("idf1", "idp", "idr")),
-                  *(str(int(scores[k])) for k in ("idtp", "idfp", "idfn")))
+    table.add_row(
+        *(f"{scores[k]:.1%}" for k in ("idf1", "idp", "idr")),
+        *(str(int(scores[k])) for k in ("idtp", "idfp", "idfn")),
+    )
     Console().print(table)
 
 

@@ -24,7 +24,9 @@ class CameraConfig(Settings):
 
     @field_validator("crop")
     @classmethod
-    def _positive_crop(cls, v: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
+    def _positive_crop(
+        cls, v: tuple[int, int, int, int] | None
+    ) -> tuple[int, int, int, int] | None:
         if v is not None and (v[0] < 0 or v[1] < 0 or v[2] <= 0 or v[3] <= 0):
             raise ValueError("crop is [x, y, width, height] with x, y >= 0 and positive size")
         return v
@@ -60,8 +62,9 @@ class TrackletConfig(Settings):
 
 class ReidConfig(Settings):
     model: str | None = Field(
-        None, description="checkpoint (.pt), .onnx or .engine; None: ImageNet MobileNetV2 "
-        "features (offline, feature-only matching; train with reid-train for accuracy)"
+        None,
+        description="checkpoint (.pt), .onnx or .engine; None: ImageNet MobileNetV2 "
+        "features (offline, feature-only matching; train with reid-train for accuracy)",
     )
     backend: Literal["auto", "trt", "ort", "torch"] = "auto"
     max_batch: int = Field(32, ge=1)
@@ -100,7 +103,9 @@ class PipelineConfig(Settings):
         if self.detector.kind == "precomputed":
             missing = [c.id for c in self.cameras if c.detections is None]
             if missing:
-                raise ValueError(f"detector.kind precomputed needs cameras[].detections for {missing}")
+                raise ValueError(
+                    f"detector.kind precomputed needs cameras[].detections for {missing}"
+                )
         known = set(ids)
         for rule in self.matcher.topology:
             for cam in (rule.source, rule.target):

@@ -25,7 +25,10 @@ def sharpness(crop: np.ndarray) -> float:
 
 
 def crop_quality(
-    crop: np.ndarray, box: np.ndarray, frame_shape: tuple[int, ...], score: float,
+    crop: np.ndarray,
+    box: np.ndarray,
+    frame_shape: tuple[int, ...],
+    score: float,
     max_overlap: float,
 ) -> float:
     """Product of: detector score; size (height up to 160 px); sharpness (Laplacian
@@ -34,7 +37,12 @@ def crop_quality(
     h, w = frame_shape[:2]
     x1, y1, x2, y2 = box
     size = min(1.0, (y2 - y1) / IDEAL_HEIGHT_PX)
-    cut = x1 <= EDGE_MARGIN_PX or y1 <= EDGE_MARGIN_PX or x2 >= w - EDGE_MARGIN_PX or \
-        y2 >= h - EDGE_MARGIN_PX
-    return float(score * size * (0.5 + 0.5 * sharpness(crop)) * (0.3 if cut else 1.0)
-                 * (1.0 - max_overlap))
+    cut = (
+        x1 <= EDGE_MARGIN_PX
+        or y1 <= EDGE_MARGIN_PX
+        or x2 >= w - EDGE_MARGIN_PX
+        or y2 >= h - EDGE_MARGIN_PX
+    )
+    return float(
+        score * size * (0.5 + 0.5 * sharpness(crop)) * (0.3 if cut else 1.0) * (1.0 - max_overlap)
+    )

@@ -8,6 +8,12 @@ from reid.models.checkpoint import CheckpointError
 from reid.runtime import EmbedderError
 
 USER_ERRORS = (
-    ConfigError, SourceError, DetectorError, EmbedderError, CheckpointError, RedisUnavailable,
-    TrackletError, FileNotFoundError,
+    ConfigError,
+    SourceError,
+    DetectorError,
+    EmbedderError,
+    CheckpointError,
+    RedisUnavailable,
+    TrackletError,
+    FileNotFoundError,
 )

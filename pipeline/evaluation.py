@@ -57,7 +57,9 @@ def read_predictions(path: str | Path) -> Boxes:
             box = np.array([float(x), float(y), float(x) + float(w), float(y) + float(h)])
             boxes[(cameras[cam], int(frame))].append((int(obj), box))
         except (ValueError, KeyError) as exc:
-            raise EvaluationError(f"{path}:{number}: expected camera obj frame x y w h ...") from exc
+            raise EvaluationError(
+                f"{path}:{number}: expected camera obj frame x y w h ..."
+            ) from exc
     return boxes
 
 
@@ -74,8 +76,12 @@ def evaluate_mtmc(gt: str | Path, pred: str | Path, iou: float = 0.5) -> dict[st
             dist = np.where(overlap >= iou, 1.0 - overlap, np.nan)
         else:
             dist = np.empty((len(t), len(g)))
-        acc.update([o for o, _ in t], [o for o, _ in g], dist,
-                   frameid=cameras[key[0]] * FRAME_STRIDE + key[1])
+        acc.update(
+            [o for o, _ in t],
+            [o for o, _ in g],
+            dist,
+            frameid=cameras[key[0]] * FRAME_STRIDE + key[1],
+        )
     names = ["idf1", "idp", "idr", "idtp", "idfp", "idfn"]
     summary = mm.metrics.create().compute(acc, metrics=names, name="all")
     return {n: float(summary[n].iloc[0]) for n in names}

@@ -19,15 +19,23 @@ class RunStateCollector(Collector):
         s = self.state
         per_camera = {
             "reid_camera_frames_total": ("frames processed", "frames", CounterMetricFamily),
-            "reid_camera_dropped_frames_total": ("live frames dropped", "dropped",
-                                                 CounterMetricFamily),
-            "reid_camera_corrupt_frames_total": ("corrupt frames skipped", "corrupt",
-                                                 CounterMetricFamily),
-            "reid_camera_reconnects_total": ("source reconnects", "reconnects",
-                                             CounterMetricFamily),
+            "reid_camera_dropped_frames_total": (
+                "live frames dropped",
+                "dropped",
+                CounterMetricFamily,
+            ),
+            "reid_camera_corrupt_frames_total": (
+                "corrupt frames skipped",
+                "corrupt",
+                CounterMetricFamily,
+            ),
+            "reid_camera_reconnects_total": (
+                "source reconnects",
+                "reconnects",
+                CounterMetricFamily,
+            ),
             "reid_camera_fps": ("processed frames per second", "fps", GaugeMetricFamily),
-            "reid_camera_detections": ("people in the last frame", "detections",
-                                       GaugeMetricFamily),
+            "reid_camera_detections": ("people in the last frame", "detections", GaugeMetricFamily),
             "reid_camera_active_tracks": ("active tracks", "active_tracks", GaugeMetricFamily),
         }
         for name, (doc, attr, kind) in per_camera.items():
@@ -35,21 +43,22 @@ class RunStateCollector(Collector):
             for cid, cam in s.cameras.items():
                 family.add_metric([cid], float(getattr(cam, attr)))
             yield family
-        queue_depth = GaugeMetricFamily("reid_camera_queue_depth", "frames waiting",
-                                        labels=["camera"])
+        queue_depth = GaugeMetricFamily(
+            "reid_camera_queue_depth", "frames waiting", labels=["camera"]
+        )
         for cid, depth in s.queue_depths().items():
             queue_depth.add_metric([cid], depth)
         yield queue_depth
-        stage = CounterMetricFamily("reid_stage_seconds", "time spent per stage",
-                                    labels=["stage"])
+        stage = CounterMetricFamily("reid_stage_seconds", "time spent per stage", labels=["stage"])
         calls = CounterMetricFamily("reid_stage_calls", "calls per stage", labels=["stage"])
         for name, seconds in s.stage_s.items():
             stage.add_metric([name], seconds)
             calls.add_metric([name], s.stage_calls[name])
         yield stage
         yield calls
-        yield GaugeMetricFamily("reid_identities", "identities seen this run",
-                                value=len(s.identities))
+        yield GaugeMetricFamily(
+            "reid_identities", "identities seen this run", value=len(s.identities)
+        )
         decisions = CounterMetricFamily("reid_decisions", "matcher decisions", labels=["action"])
         for action, count in s.decisions.items():
             decisions.add_metric([action], count)

@@ -1,14 +1,14 @@
 """What a run leaves behind in its output folder.
 
-    mtmc.txt          AI City Challenge MTMC format, one line per box:
-                      camera_id obj_id frame_id xmin ymin width height xworld yworld
-                      (numeric camera ids and global ids; world coordinates -1: unknown)
-    ids.json          numeric ids used in mtmc.txt -> camera ids and identity ids
-    events.jsonl      one JSON object per matcher decision (new_identity, link, update)
-    video/<cam>.mp4   annotated video per camera, boxes labelled with global identities
-    crops/<identity>/<camera>_<timestamp>_<n>.jpg   site training data (reid-train site)
-    tracks/<camera>_<track>/<n>.jpg                 the crops each tracklet was embedded from
-    summary.json      identities, cross-camera links, frames, per-stage time
+mtmc.txt          AI City Challenge MTMC format, one line per box:
+                  camera_id obj_id frame_id xmin ymin width height xworld yworld
+                  (numeric camera ids and global ids; world coordinates -1: unknown)
+ids.json          numeric ids used in mtmc.txt -> camera ids and identity ids
+events.jsonl      one JSON object per matcher decision (new_identity, link, update)
+video/<cam>.mp4   annotated video per camera, boxes labelled with global identities
+crops/<identity>/<camera>_<timestamp>_<n>.jpg   site training data (reid-train site)
+tracks/<camera>_<track>/<n>.jpg                 the crops each tracklet was embedded from
+summary.json      identities, cross-camera links, frames, per-stage time
 """
 
 from __future__ import annotations
@@ -66,16 +66,36 @@ class RunOutputs:
             color = _color(identity or f"{frame.camera_id}{t.track_id}")
             x1, y1, x2, y2 = t.xyxy.astype(int)
             cv2.rectangle(image, (x1, y1), (x2, y2), color, 2)
-            cv2.putText(image, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                        color, 2, cv2.LINE_AA)
-        cv2.putText(image, f"{frame.camera_id}  t={frame.timestamp:.1f}s", (8, 20),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
+            cv2.putText(
+                image,
+                label,
+                (x1, max(12, y1 - 4)),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.5,
+                color,
+                2,
+                cv2.LINE_AA,
+            )
+        cv2.putText(
+            image,
+            f"{frame.camera_id}  t={frame.timestamp:.1f}s",
+            (8, 20),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.6,
+            (255, 255, 255),
+            2,
+            cv2.LINE_AA,
+        )
         writer = self.writers.get(frame.camera_id)
         if writer is None:
             (self.folder / "video").mkdir(exist_ok=True)
             h, w = image.shape[:2]
-            writer = cv2.VideoWriter(str(self.folder / "video" / f"{frame.camera_id}.mp4"),
-                                     cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+            writer = cv2.VideoWriter(
+                str(self.folder / "video" / f"{frame.camera_id}.mp4"),
+                cv2.VideoWriter_fourcc(*"mp4v"),
+                fps,
+                (w, h),
+            )
             self.writers[frame.camera_id] = writer
         writer.write(image)
 
@@ -90,16 +110,29 @@ class RunOutputs:
             paths.append(str(path))
         return tuple(paths)
 
-    def decision(self, summary: TrackletSummary, decision: Decision, crops: tuple[str, ...]) -> None:
+    def decision(
+        self, summary: TrackletSummary, decision: Decision, crops: tuple[str, ...]
+    ) -> None:
         self.identity_of[(summary.camera_id, summary.track_id)] = decision.identity
         if decision.action == "duplicate":
             return
         if self.events is not None:
-            self.events.write(json.dumps({
-                "time": time.time(), "type": decision.action, "identity": decision.identity,
-                "camera": summary.camera_id, "track": summary.track_id, "start": summary.start,
-                "end": summary.end, "distance": decision.distance, "crops": list(crops),
-            }) + "\n")
+            self.events.write(
+                json.dumps(
+                    {
+                        "time": time.time(),
+                        "type": decision.action,
+                        "identity": decision.identity,
+                        "camera": summary.camera_id,
+                        "track": summary.track_id,
+                        "start": summary.start,
+                        "end": summary.end,
+                        "distance": decision.distance,
+                        "crops": list(crops),
+                    }
+                )
+                + "\n"
+            )
             self.events.flush()
         if self.config.crops:
             folder = self.folder / "crops" / decision.identity
@@ -124,11 +157,18 @@ class RunOutputs:
                     if identity is None:
                         continue  # a track too short to summarise never got an identity
                     x1, y1, x2, y2 = box
-                    handle.write(f"{self.camera_number[camera]} {self.number(identity)} "
-                                 f"{frame_index} {x1:.0f} {y1:.0f} {x2 - x1:.0f} {y2 - y1:.0f} "
-                                 "-1 -1\n")
-        (self.folder / "ids.json").write_text(json.dumps({
-            "cameras": {str(n): c for c, n in self.camera_number.items()},
-            "identities": {str(n): i for i, n in self.identity_number.items()},
-        }, indent=2))
+                    handle.write(
+                        f"{self.camera_number[camera]} {self.number(identity)} "
+                        f"{frame_index} {x1:.0f} {y1:.0f} {x2 - x1:.0f} {y2 - y1:.0f} "
+                        "-1 -1\n"
+                    )
+        (self.folder / "ids.json").write_text(
+            json.dumps(
+                {
+                    "cameras": {str(n): c for c, n in self.camera_number.items()},
+                    "identities": {str(n): i for i, n in self.identity_number.items()},
+                },
+                indent=2,
+            )
+        )
         (self.folder / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from detectors import build_detector
 from pipeline.config import PipelineConfig
 from pipeline.matcher import Matcher, Tracklet
@@ -78,8 +76,10 @@ class RunState:
 def build_embedder(config: PipelineConfig) -> tuple[Embedder, ConsistencyScorer | None]:
     """The configured model (or the offline ImageNet fallback) and its scorer, if exported."""
     if config.reid.model is None:
-        log.warning("no reid.model given: ImageNet MobileNetV2 features, feature-only matching "
-                    "(train one with reid-train for real accuracy)")
+        log.warning(
+            "no reid.model given: ImageNet MobileNetV2 features, feature-only matching "
+            "(train one with reid-train for real accuracy)"
+        )
         return TorchEmbedder.imagenet_default(), None
     path = Path(config.reid.model)
     embedder = load_embedder(path, config.reid.backend)
@@ -93,41 +93,69 @@ def build_embedder(config: PipelineConfig) -> tuple[Embedder, ConsistencyScorer 
 class Pipeline:
     """One run over the cameras of a :class:`PipelineConfig`."""
 
-    def __init__(self, config: PipelineConfig, max_frames: int | None = None,
-                 matcher: Matcher | None = None) -> None:
+    def __init__(
+        self, config: PipelineConfig, max_frames: int | None = None, matcher: Matcher | None = None
+    ) -> None:
         self.config = config
         det = config.detector
         options: dict[str, Any] = {}
         if det.kind == "yolo":
-            options = {"conf": det.conf, "iou": det.iou, "imgsz": det.imgsz,
-                       "person_classes": det.person_classes}
+            options = {
+                "conf": det.conf,
+                "iou": det.iou,
+                "imgsz": det.imgsz,
+                "person_classes": det.person_classes,
+            }
         elif det.kind == "hog":
             options = {"conf": det.conf}
         self.detectors = {
-            c.id: build_detector(det.kind, c.detections if det.kind == "precomputed"
-                                 else det.weights, **options)
+            c.id: build_detector(
+                det.kind, c.detections if det.kind == "precomputed" else det.weights, **options
+            )
             for c in (config.cameras if det.kind == "precomputed" else config.cameras[:1])
         }
         self.embedder, scorer = build_embedder(config)
-        self.matcher = matcher or Matcher(config.redis.url, config.redis.namespace,
-                                          config.matcher, scorer)
+        self.matcher = matcher or Matcher(
+            config.redis.url, config.redis.namespace, config.matcher, scorer
+        )
         self.readers = {
-            c.id: CameraReader(c.id, c.source, c.fps, c.start_time, c.time_offset, c.crop,
-                               live=c.live, max_reconnects=c.max_reconnects, max_frames=max_frames)
+            c.id: CameraReader(
+                c.id,
+                c.source,
+                c.fps,
+                c.start_time,
+                c.time_offset,
+                c.crop,
+                live=c.live,
+                max_reconnects=c.max_reconnects,
+                max_frames=max_frames,
+            )
             for c in config.cameras
         }
         trk = config.tracker
         thresholds = trk.model_dump(exclude={"kind", "lost_after_s"})
-        self.trackers = {cid: CameraTracker(trk.kind, r.output_fps, trk.lost_after_s, **thresholds)
-                         for cid, r in self.readers.items()}
+        self.trackers = {
+            cid: CameraTracker(trk.kind, r.output_fps, trk.lost_after_s, **thresholds)
+            for cid, r in self.readers.items()
+        }
         tl = config.tracklets
-        self.builders = {cid: TrackletBuilder(cid, tl.best_k, tl.lost_after_s, tl.finish_after_s,
-                                              tl.summary_every_s, tl.min_boxes, tl.min_height)
-                         for cid in self.readers}
+        self.builders = {
+            cid: TrackletBuilder(
+                cid,
+                tl.best_k,
+                tl.lost_after_s,
+                tl.finish_after_s,
+                tl.summary_every_s,
+                tl.min_boxes,
+                tl.min_height,
+            )
+            for cid in self.readers
+        }
         self.outputs = RunOutputs(config.outputs.dir, config.outputs, list(self.readers))
-        self.state = RunState({cid: CameraStats() for cid in self.readers},
-                              queue_depths=lambda: {c: r.frames.qsize()
-                                                    for c, r in self.readers.items()})
+        self.state = RunState(
+            {cid: CameraStats() for cid in self.readers},
+            queue_depths=lambda: {c: r.frames.qsize() for c, r in self.readers.items()},
+        )
         self._pending: list[TrackletSummary] = []
 
     def _detect(self, frames: list[Frame]) -> list:
@@ -184,10 +212,17 @@ class Pipeline:
             offset += len(summary.crops)
             crop_paths = self.outputs.track_crops(summary)
             start = time.perf_counter()
-            decision = self.matcher.decide(Tracklet(
-                summary.camera_id, summary.track_id, summary.start, summary.end,
-                part.features, part.projections, crop_paths,
-            ))
+            decision = self.matcher.decide(
+                Tracklet(
+                    summary.camera_id,
+                    summary.track_id,
+                    summary.start,
+                    summary.end,
+                    part.features,
+                    part.projections,
+                    crop_paths,
+                )
+            )
             self.state.time("match", time.perf_counter() - start)
             self.state.decisions[decision.action] += 1
             self.state.identities.add(decision.identity)
@@ -202,8 +237,11 @@ class Pipeline:
             elapsed = time.perf_counter() - self.state.started
             stats.fps = stats.frames / elapsed if elapsed else 0.0
 
-    def run(self, stop: threading.Event | None = None,
-            on_progress: Callable[[RunState], None] | None = None) -> dict[str, Any]:
+    def run(
+        self,
+        stop: threading.Event | None = None,
+        on_progress: Callable[[RunState], None] | None = None,
+    ) -> dict[str, Any]:
         """Process until every camera ends or ``stop`` is set; open tracklets are flushed."""
         stop = stop or threading.Event()
         for reader in self.readers.values():

@@ -67,8 +67,9 @@ class _Capture:
         self.start_time = start_time
         self.index = 0
         if self.kind == "folder":
-            self.files = sorted(p for p in Path(source).iterdir()
-                                if p.suffix.lower() in IMAGE_SUFFIXES)
+            self.files = sorted(
+                p for p in Path(source).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+            )
             if not self.files:
                 raise SourceError(f"image folder {source} holds no images")
             self.fps = fps or 10.0
@@ -201,8 +202,12 @@ class CameraReader:
                 log.info("camera %s: reconnected", self.camera_id)
                 return capture
             except SourceError as exc:
-                log.warning("camera %s: reconnect failed (%s); next try in %.1fs",
-                            self.camera_id, exc, delay)
+                log.warning(
+                    "camera %s: reconnect failed (%s); next try in %.1fs",
+                    self.camera_id,
+                    exc,
+                    delay,
+                )
                 self._stop.wait(delay)
                 delay = min(delay * 2, 30.0)
         return None

@@ -27,8 +27,9 @@ class _Boxes:
         self.conf = detections.scores
         self.cls = np.zeros(len(xyxy), np.float32)  # one class: person
         self.xyxy = xyxy
-        self.xywh = np.concatenate([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]],
-                                   axis=1)
+        self.xywh = np.concatenate(
+            [(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], axis=1
+        )
 
     def __len__(self) -> int:
         return len(self.conf)
@@ -42,8 +43,13 @@ class _Boxes:
 
 TRACKER_DEFAULTS: dict[str, dict[str, Any]] = {
     "bytetrack": {},
-    "botsort": {"gmc_method": "none", "proximity_thresh": 0.5, "appearance_thresh": 0.8,
-                "with_reid": False, "model": "auto"},
+    "botsort": {
+        "gmc_method": "none",
+        "proximity_thresh": 0.5,
+        "appearance_thresh": 0.8,
+        "with_reid": False,
+        "model": "auto",
+    },
 }
 
 
@@ -68,9 +74,14 @@ class CameraTracker:
         if kind not in classes:
             raise ValueError(f"unknown tracker {kind!r}; valid: {sorted(classes)}")
         params = {
-            "tracker_type": kind, "track_high_thresh": 0.25, "track_low_thresh": 0.1,
-            "new_track_thresh": 0.25, "match_thresh": 0.8, "fuse_score": True,
-            **TRACKER_DEFAULTS[kind], **thresholds,
+            "tracker_type": kind,
+            "track_high_thresh": 0.25,
+            "track_low_thresh": 0.1,
+            "new_track_thresh": 0.25,
+            "match_thresh": 0.8,
+            "fuse_score": True,
+            **TRACKER_DEFAULTS[kind],
+            **thresholds,
             "track_buffer": max(1, round(lost_after_s * fps)),
         }
         self.tracker = classes[kind](IterableSimpleNamespace(**params))

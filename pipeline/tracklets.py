@@ -49,12 +49,23 @@ class TrackletBuilder:
         min_height: boxes smaller than this (pixels) are not kept as crops.
     """
 
-    def __init__(self, camera_id: str, best_k: int = 4, lost_after_s: float = 1.0,
-                 finish_after_s: float = 3.0, summary_every_s: float = 5.0, min_boxes: int = 3,
-                 min_height: int = 48) -> None:
+    def __init__(
+        self,
+        camera_id: str,
+        best_k: int = 4,
+        lost_after_s: float = 1.0,
+        finish_after_s: float = 3.0,
+        summary_every_s: float = 5.0,
+        min_boxes: int = 3,
+        min_height: int = 48,
+    ) -> None:
         self.camera_id, self.best_k = camera_id, best_k
         self.lost_after_s, self.finish_after_s = lost_after_s, finish_after_s
-        self.summary_every_s, self.min_boxes, self.min_height = summary_every_s, min_boxes, min_height
+        self.summary_every_s, self.min_boxes, self.min_height = (
+            summary_every_s,
+            min_boxes,
+            min_height,
+        )
         self.tracks: dict[int, _State] = {}
         self._counter = 0
 
@@ -74,8 +85,13 @@ class TrackletBuilder:
             if y2 - y1 < self.min_height or x2 - x1 < 8:
                 continue
             crop = image[y1:y2, x1:x2]
-            quality = crop_quality(crop, t.xyxy, image.shape, t.score,
-                                   float(overlap[n].max()) if len(tracks) > 1 else 0.0)
+            quality = crop_quality(
+                crop,
+                t.xyxy,
+                image.shape,
+                t.score,
+                float(overlap[n].max()) if len(tracks) > 1 else 0.0,
+            )
             self._counter += 1
             entry = (quality, self._counter, crop.copy())
             if len(state.best) < self.best_k:
@@ -97,16 +113,23 @@ class TrackletBuilder:
                 del self.tracks[track_id]
                 if usable and state.emitted_end != state.end:
                     out.append(self._summary(track_id, state, final=True))
-            elif usable and now - state.last_seen < self.lost_after_s and (
-                now - (state.emitted_at if state.emitted_at is not None else state.start)
-                >= self.summary_every_s
+            elif (
+                usable
+                and now - state.last_seen < self.lost_after_s
+                and (
+                    now - (state.emitted_at if state.emitted_at is not None else state.start)
+                    >= self.summary_every_s
+                )
             ):
                 out.append(self._summary(track_id, state, final=False))
         return out
 
     def flush(self) -> list[TrackletSummary]:
         """Final summaries of every open track (end of input or shutdown)."""
-        out = [self._summary(tid, s, final=True) for tid, s in self.tracks.items()
-               if s.boxes >= self.min_boxes and s.best and s.emitted_end != s.end]
+        out = [
+            self._summary(tid, s, final=True)
+            for tid, s in self.tracks.items()
+            if s.boxes >= self.min_boxes and s.best and s.emitted_end != s.end
+        ]
         self.tracks.clear()
         return out
