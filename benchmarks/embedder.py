@@ -135,7 +135,7 @@ def main() -> None:
         rates[name] = []
         for b in batches:
             x = crops_to_array((crops * b)[:b], (288, 144))
-            rates[name].append(images_per_s(lambda x=x: fn(x), b, args.seconds))
+            rates[name].append(images_per_s(lambda x=x, fn=fn: fn(x), b, args.seconds))
     for precision, engine in engines.items():
         rates[f"trtexec {precision}"] = [
             trtexec_images_per_s(engine, b, (288, 144)) or float("nan") for b in batches
