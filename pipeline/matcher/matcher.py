@@ -151,14 +151,18 @@ class Matcher:
             self._cursor = event_id.decode()
         return True
 
-    def _sync(self, tracklet: Tracklet) -> dict[bytes, bytes]:
+    def _sync_index(self) -> None:
+        self._sync(None)
+
+    def _sync(self, tracklet: Tracklet | None) -> dict[bytes, bytes]:
         """Round trip 1: catch up with other matchers; the tracklet's record, if any."""
         while True:
             pipe = self.redis.pipeline(transaction=True)
             pipe.get(self.keys.version)
             pipe.xrange(self.keys.events, min=f"({self._cursor}", count=SYNC_BATCH)
-            pipe.hgetall(self.keys.tracklet(tracklet.camera_id, tracklet.track_id))
-            version, events, record = pipe.execute()
+            if tracklet is not None:
+                pipe.hgetall(self.keys.tracklet(tracklet.camera_id, tracklet.track_id))
+            version, events, *record = pipe.execute()
             self.round_trips += 1
             if not self._apply_events(events):
                 log.warning("events stream was trimmed past this matcher; reloading the index")
@@ -168,7 +172,7 @@ class Matcher:
                 self._bootstrap()  # the namespace expired or was cleared
                 continue
             if len(events) < SYNC_BATCH:
-                return record
+                return record[0] if record else {}
 
     def _fetch(self, identities: list[str]) -> tuple[list[Exemplars | None], list[list[Sighting]]]:
         """Round trip 2: exemplars and sightings of ``identities``."""
@@ -357,6 +361,19 @@ class Matcher:
         return self.decide(tracklet).identity
 
     # -- queries -------------------------------------------------------------------------
+    def similar(self, features: np.ndarray, k: int = 10) -> list[tuple[str, float]]:
+        """Identities most similar to ``features`` ``[K, D]`` (L2-normalised), with the best
+        exemplar cosine similarity, most similar first (for search by image)."""
+        self.call_with_retry(self._sync_index)
+        names = self.index.search(features, k)
+        exemplars, _ = self.call_with_retry(self._fetch, names)
+        scored = [
+            (name, float((features @ ex.features.T).max()))
+            for name, ex in zip(names, exemplars, strict=True)
+            if ex is not None
+        ]
+        return sorted(scored, key=lambda item: -item[1])
+
     def identity_of(self, camera_id: str, track_id: int) -> str | None:
         return _text(
             self.call_with_retry(
@@ -368,6 +385,20 @@ class Matcher:
         """Sightings of ``identity`` ordered by start time (empty if unknown or expired)."""
         members = self.call_with_retry(self.redis.zrange, self.keys.sightings(identity), 0, -1)
         return [decode_sighting(identity, m) for m in members]
+
+    def identity_info(self, identity: str) -> dict[str, str]:
+        """The identity's record (created, last_seen, last_camera, tracklets); {} if unknown."""
+        raw = self.call_with_retry(self.redis.hgetall, self.keys.identity(identity))
+        return {k.decode(): v.decode() for k, v in raw.items() if not k.startswith(b"centroid")}
+
+    def clear(self) -> int:
+        """Delete every key of this namespace (SCAN, never KEYS); returns how many."""
+        keys = list(self.redis.scan_iter(self.keys.pattern(), count=1000))
+        for start in range(0, len(keys), 1000):
+            self.redis.delete(*keys[start : start + 1000])
+        self.index = IdentityIndex(self.config.index_dim)
+        self._cursor, self._version = "0-0", 0
+        return len(keys)
 
     def identities(self, limit: int = 100) -> list[tuple[str, float]]:
         """The ``limit`` most recently updated identities with the update time (unix s)."""

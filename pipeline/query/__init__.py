@@ -1,0 +1,1 @@
+"""Queries over the matcher state: service, CLI, HTTP API and web page."""

@@ -1,0 +1,81 @@
+"""HTTP API and web page over :class:`QueryService` (``reid-query serve``)."""
+
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.responses import FileResponse, HTMLResponse
+
+from pipeline.query.service import QueryError, QueryService
+
+PAGE = Path(__file__).with_name("static") / "index.html"
+
+
+def create_app(
+    service: QueryService,
+    token: str | None = None,
+    max_upload_bytes: int = 5 * 1024 * 1024,
+    crops_root: str | Path | None = None,
+) -> FastAPI:
+    """The API; ``token`` requires ``Authorization: Bearer <token>`` (or ``?token=``) on
+    every /api route; crop images are served only from under ``crops_root``."""
+    app = FastAPI(title="reid-pipeline query", version="1")
+    root = Path(crops_root).resolve() if crops_root else None
+
+    def authorised(
+        request: Request, token_param: Annotated[str | None, Query(alias="token")] = None
+    ) -> None:
+        if token is None:
+            return
+        header = request.headers.get("authorization", "")
+        given = (
+            header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else token_param
+        )
+        if not given or not hmac.compare_digest(given, token):
+            raise HTTPException(401, "missing or wrong token")
+
+    def answer(fn, *args):  # noqa: ANN001, ANN002, ANN202
+        try:
+            return fn(*args)
+        except QueryError as exc:
+            raise HTTPException(404, str(exc)) from exc
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> str:
+        return PAGE.read_text()
+
+    @app.get("/api/identities", dependencies=[Depends(authorised)])
+    def identities(limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[dict]:
+        return service.list(limit)
+
+    @app.get("/api/identities/{identity}", dependencies=[Depends(authorised)])
+    def identity(identity: str) -> dict:
+        return answer(service.identity, identity).as_dict()
+
+    @app.get("/api/tracks/{camera}/{track}", dependencies=[Depends(authorised)])
+    def track(camera: str, track: int) -> dict:
+        return answer(service.track, camera, track).as_dict()
+
+    @app.post("/api/search", dependencies=[Depends(authorised)])
+    async def search(
+        image: Annotated[UploadFile, File()], k: Annotated[int, Query(ge=1, le=100)] = 5
+    ) -> list[dict]:
+        data = await image.read(max_upload_bytes + 1)
+        if len(data) > max_upload_bytes:
+            raise HTTPException(413, f"upload larger than {max_upload_bytes} bytes")
+        try:
+            return service.search_image(data, k)
+        except QueryError as exc:
+            raise HTTPException(422, str(exc)) from exc
+
+    @app.get("/api/crop", dependencies=[Depends(authorised)])
+    def crop(path: str) -> FileResponse:
+        file = Path(path).resolve()
+        if root is None or not file.is_relative_to(root) or not file.is_file():
+            raise HTTPException(404, "no such crop")
+        return FileResponse(file, media_type="image/jpeg")
+
+    return app

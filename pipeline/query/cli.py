@@ -1,0 +1,164 @@
+"""``reid-query``: where did a person go? Table output or ``--json``; ``serve`` for HTTP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Query identities and their cross-camera trajectories.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+Redis = Annotated[str | None, typer.Option("--redis", help="Redis URL; default: embedded")]
+Namespace = Annotated[str, typer.Option(help="key namespace of the pipeline")]
+Json = Annotated[bool, typer.Option("--json", help="JSON instead of a table")]
+
+
+def _service(redis: str | None, namespace: str, model: Path | None = None):  # noqa: ANN202
+    from pipeline.matcher import Matcher
+    from pipeline.query.service import QueryService
+
+    embedder = None
+    if model is not None:
+        from reid.runtime import load_embedder
+
+        embedder = load_embedder(model)
+    return QueryService(Matcher(redis, namespace), embedder)
+
+
+def _run(fn, *args: Any) -> Any:  # noqa: ANN001
+    from pipeline.errors import USER_ERRORS
+    from pipeline.query.service import QueryError
+
+    try:
+        return fn(*args)
+    except (QueryError, *USER_ERRORS) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _print_view(view: dict, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(view, indent=2))
+        return
+    table = Table(title=f"{view['identity']}: {' -> '.join(view['cameras'])}")
+    for col in ("camera", "track", "start", "end", "crops"):
+        table.add_column(col)
+    for s in view["trajectory"]:
+        table.add_row(
+            s["camera_id"],
+            str(s["track_id"]),
+            f"{s['start']:.1f}",
+            f"{s['end']:.1f}",
+            s["crops"][0] if s["crops"] else "",
+        )
+    Console().print(table)
+
+
+@app.command()
+def identity(
+    identity_id: str, redis: Redis = None, namespace: Namespace = "reid", as_json: Json = False
+) -> None:
+    """The time-ordered trajectory of IDENTITY_ID across cameras."""
+    service = _run(_service, redis, namespace)
+    _print_view(_run(service.identity, identity_id).as_dict(), as_json)
+
+
+@app.command()
+def track(
+    camera: str,
+    track_id: int,
+    redis: Redis = None,
+    namespace: Namespace = "reid",
+    as_json: Json = False,
+) -> None:
+    """The identity of local track TRACK_ID in CAMERA, and its trajectory."""
+    service = _run(_service, redis, namespace)
+    _print_view(_run(service.track, camera, track_id).as_dict(), as_json)
+
+
+@app.command("list")
+def list_identities(
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+    redis: Redis = None,
+    namespace: Namespace = "reid",
+    as_json: Json = False,
+) -> None:
+    """The most recently updated identities."""
+    rows = _run(_run(_service, redis, namespace).list, limit)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{len(rows)} identities")
+    for col in ("identity", "cameras", "sightings", "first seen", "last seen"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["identity"],
+            " -> ".join(r["cameras"]),
+            str(r["sightings"]),
+            f"{r['first_seen']:.1f}",
+            f"{r['last_seen']:.1f}",
+        )
+    Console().print(table)
+
+
+@app.command()
+def image(
+    path: Path,
+    model: Annotated[Path, typer.Option(help="the pipeline's model")],
+    k: Annotated[int, typer.Option(min=1, max=100)] = 5,
+    redis: Redis = None,
+    namespace: Namespace = "reid",
+    as_json: Json = False,
+) -> None:
+    """Identities that look like the person in the photo at PATH."""
+    if not path.is_file():
+        console.print(f"[red]error:[/red] {path} does not exist")
+        raise typer.Exit(2)
+    hits = _run(_run(_service, redis, namespace, model).search_image, path.read_bytes(), k)
+    if as_json:
+        typer.echo(json.dumps(hits, indent=2))
+        return
+    table = Table(title=f"people like {path.name}")
+    for col in ("identity", "similarity", "cameras"):
+        table.add_column(col)
+    for h in hits:
+        table.add_row(h["identity"], f"{h['similarity']:.3f}", " -> ".join(h["cameras"]))
+    Console().print(table)
+
+
+@app.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    redis: Redis = None,
+    namespace: Namespace = "reid",
+    model: Annotated[Path | None, typer.Option(help="enables search by image")] = None,
+    token: Annotated[
+        str | None, typer.Option(envvar="REID_QUERY_TOKEN", help="require this bearer token")
+    ] = None,
+    crops_root: Annotated[Path, typer.Option(help="serve crop images under this")] = Path("runs"),
+    max_upload_mb: Annotated[float, typer.Option(min=0.01)] = 5.0,
+) -> None:
+    """HTTP API and web page (identities, trajectories with thumbnails, image search)."""
+    import uvicorn
+
+    from pipeline.query.api import create_app
+
+    service = _run(_service, redis, namespace, model)
+    api = create_app(service, token, int(max_upload_mb * 1024 * 1024), crops_root)
+    console.print(f"serving http://{host}:{port}/" + (" (token required)" if token else ""))
+    uvicorn.run(api, host=host, port=port, log_level="warning")
+
+
+if __name__ == "__main__":
+    app()

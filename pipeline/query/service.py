@@ -1,0 +1,99 @@
+"""Where did a person go? Answers from the matcher's state, for the CLI, API and web page."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from pipeline.matcher import Matcher, Sighting
+from reid.runtime import Embedder
+
+
+class QueryError(ValueError):
+    """A query names something unknown or gives unusable input."""
+
+
+@dataclass(frozen=True)
+class IdentityView:
+    identity: str
+    info: dict[str, str]
+    trajectory: tuple[Sighting, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        cameras = list(dict.fromkeys(s.camera_id for s in self.trajectory))
+        return {
+            "identity": self.identity,
+            "info": self.info,
+            "cameras": cameras,
+            "trajectory": [asdict(s) for s in self.trajectory],
+        }
+
+
+class QueryService:
+    """Read-only queries over a :class:`Matcher`'s Redis state.
+
+    Args:
+        matcher: connected to the pipeline's Redis and namespace.
+        embedder: the pipeline's model, for search by image (None disables it).
+    """
+
+    def __init__(self, matcher: Matcher, embedder: Embedder | None = None) -> None:
+        self.matcher, self.embedder = matcher, embedder
+
+    def identity(self, identity: str) -> IdentityView:
+        trajectory = self.matcher.trajectory(identity)
+        if not trajectory:
+            raise QueryError(f"unknown identity {identity!r} (never seen, or expired)")
+        return IdentityView(identity, self.matcher.identity_info(identity), tuple(trajectory))
+
+    def track(self, camera_id: str, track_id: int) -> IdentityView:
+        identity = self.matcher.identity_of(camera_id, track_id)
+        if identity is None:
+            raise QueryError(
+                f"track {track_id} of camera {camera_id!r} has no identity "
+                "(unknown, too short to summarise, or expired)"
+            )
+        return self.identity(identity)
+
+    def list(self, limit: int = 50) -> list[dict[str, Any]]:
+        rows = []
+        for identity, updated in self.matcher.identities(limit):
+            trajectory = self.matcher.trajectory(identity)
+            rows.append(
+                {
+                    "identity": identity,
+                    "updated": updated,
+                    "sightings": len(trajectory),
+                    "cameras": list(dict.fromkeys(s.camera_id for s in trajectory)),
+                    "first_seen": trajectory[0].start if trajectory else None,
+                    "last_seen": trajectory[-1].end if trajectory else None,
+                    "thumbnail": next((s.crops[0] for s in trajectory if s.crops), None),
+                }
+            )
+        return rows
+
+    def search_image(self, data: bytes | np.ndarray, k: int = 5) -> list[dict[str, Any]]:
+        """Identities that look like the person in ``data`` (an encoded image or BGR array)."""
+        if self.embedder is None:
+            raise QueryError("search by image needs the pipeline's model (--model)")
+        image = (
+            data
+            if isinstance(data, np.ndarray)
+            else cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        )
+        if image is None or image.size == 0:
+            raise QueryError("the upload is not a readable image (JPEG, PNG, ...)")
+        features = self.embedder.embed([image]).features
+        return [
+            {
+                "identity": identity,
+                "similarity": round(similarity, 4),
+                "cameras": list(
+                    dict.fromkeys(s.camera_id for s in self.matcher.trajectory(identity))
+                ),
+            }
+            for identity, similarity in self.matcher.similar(features, k)
+        ]
