@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -14,8 +15,9 @@ from rich.live import Live
 from rich.logging import RichHandler
 from rich.table import Table
 
-from pipeline.config import load_pipeline_config
+from pipeline.config import PipelineConfig, load_pipeline_config
 from pipeline.runner import Pipeline, RunState
+from reid.config import ConfigError
 
 app = typer.Typer(
     help="Multi-camera person re-identification: reid-pipeline --cameras cams.yaml",
@@ -71,6 +73,25 @@ def summary_table(summary: dict) -> Table:
     return table
 
 
+def camera_group(config: PipelineConfig, only: str | None) -> PipelineConfig:
+    """``config`` restricted to the cameras named in ``only`` (all when None)."""
+    if only is None:
+        return config
+    wanted = [c.strip() for c in only.split(",") if c.strip()]
+    unknown = sorted(set(wanted) - {c.id for c in config.cameras})
+    if unknown:
+        raise ConfigError(
+            f"--only names unknown cameras {unknown}; cams.yaml has "
+            f"{[c.id for c in config.cameras]}"
+        )
+    return config.model_copy(update={"cameras": [c for c in config.cameras if c.id in wanted]})
+
+
+def _on_signals(stop: threading.Event) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+
 @app.callback(invoke_without_command=True)
 def run(
     ctx: typer.Context,
@@ -82,6 +103,12 @@ def run(
     max_frames: Annotated[int | None, typer.Option(help="stop each camera after N frames")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="key=value override")] = None,
     live_table: Annotated[bool, typer.Option(help="live per-camera table")] = True,
+    only: Annotated[
+        str | None, typer.Option(help="comma-separated camera ids: run this camera group only")
+    ] = None,
+    publish_only: Annotated[
+        bool, typer.Option(help="scale-out worker: publish tracklets for matcher processes")
+    ] = False,
     verbose: bool = False,
 ) -> None:
     """Detect, track, embed and link people across the cameras in CAMERAS."""
@@ -106,10 +133,9 @@ def run(
         extra.append(f"outputs.dir={out}")
     stop = threading.Event()
     try:
-        config = load_pipeline_config(cameras, extra)
-        pipeline = Pipeline(config, max_frames=max_frames)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
+        config = camera_group(load_pipeline_config(cameras, extra), only)
+        pipeline = Pipeline(config, max_frames=max_frames, publish_only=publish_only)
+        _on_signals(stop)
         if config.metrics_port is not None:
             from pipeline.metrics import serve_metrics
 
@@ -123,6 +149,51 @@ def run(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     Console().print(summary_table(summary))
+
+
+@app.command()
+def matcher(
+    cameras: Annotated[Path, typer.Option(help="the workers' cams.yaml (redis, matcher, reid)")],
+    consumer: Annotated[str, typer.Option(help="unique consumer name in the group")],
+    redis: Annotated[str | None, typer.Option(help="Redis URL (overrides cams.yaml)")] = None,
+    claim_idle_s: Annotated[float, typer.Option(help="claim a dead consumer's entries")] = 30.0,
+    exit_when_idle: Annotated[
+        float | None, typer.Option(help="stop after this many idle seconds (batch jobs)")
+    ] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="key=value override")] = None,
+) -> None:
+    """Scale-out matcher: consume published tracklets as part of the 'matchers' group."""
+    from pipeline.errors import USER_ERRORS
+    from pipeline.matcher import Matcher
+    from pipeline.matcher.stream import MatcherWorker
+    from pipeline.runner import build_embedder
+
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+    stop = threading.Event()
+    try:
+        extra = list(overrides or []) + ([f"redis.url={redis}"] if redis else [])
+        config = load_pipeline_config(cameras, extra)
+        _, scorer = build_embedder(config) if config.reid.model else (None, None)
+        worker = MatcherWorker(
+            Matcher(config.redis.url, config.redis.namespace, config.matcher, scorer),
+            consumer,
+            claim_idle_ms=int(claim_idle_s * 1000),
+        )
+        _on_signals(stop)
+        idle_since = time.monotonic()
+        while not stop.is_set():
+            if worker.matcher.call_with_retry(worker.step, 500):
+                idle_since = time.monotonic()
+            elif exit_when_idle is not None and time.monotonic() - idle_since > exit_when_idle:
+                break
+    except USER_ERRORS as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    console.print(f"matcher {consumer}: {worker.processed} tracklets processed")
 
 
 @app.command("eval")

@@ -17,7 +17,8 @@ from typing import Any
 
 from detectors import build_detector
 from pipeline.config import PipelineConfig
-from pipeline.matcher import Matcher, Tracklet
+from pipeline.matcher import Matcher, Tracklet, connect
+from pipeline.matcher.stream import TrackletPublisher
 from pipeline.outputs import RunOutputs
 from pipeline.sources import CameraReader, Frame
 from pipeline.tracking import CameraTracker
@@ -94,8 +95,14 @@ class Pipeline:
     """One run over the cameras of a :class:`PipelineConfig`."""
 
     def __init__(
-        self, config: PipelineConfig, max_frames: int | None = None, matcher: Matcher | None = None
+        self,
+        config: PipelineConfig,
+        max_frames: int | None = None,
+        matcher: Matcher | None = None,
+        publish_only: bool = False,
     ) -> None:
+        """``publish_only``: scale-out camera worker; tracklets go to the Redis inbox stream
+        for ``reid-pipeline matcher`` processes instead of being matched here."""
         self.config = config
         det = config.detector
         options: dict[str, Any] = {}
@@ -115,9 +122,14 @@ class Pipeline:
             for c in (config.cameras if det.kind == "precomputed" else config.cameras[:1])
         }
         self.embedder, scorer = build_embedder(config)
-        self.matcher = matcher or Matcher(
-            config.redis.url, config.redis.namespace, config.matcher, scorer
-        )
+        self.publisher: TrackletPublisher | None = None
+        if publish_only:
+            self.publisher = TrackletPublisher(connect(config.redis.url), config.redis.namespace)
+            self.matcher = None
+        else:
+            self.matcher = matcher or Matcher(
+                config.redis.url, config.redis.namespace, config.matcher, scorer
+            )
         self.readers = {
             c.id: CameraReader(
                 c.id,
@@ -211,18 +223,22 @@ class Pipeline:
             part = emb[slice(offset, offset + len(summary.crops))]
             offset += len(summary.crops)
             crop_paths = self.outputs.track_crops(summary)
-            start = time.perf_counter()
-            decision = self.matcher.decide(
-                Tracklet(
-                    summary.camera_id,
-                    summary.track_id,
-                    summary.start,
-                    summary.end,
-                    part.features,
-                    part.projections,
-                    crop_paths,
-                )
+            tracklet = Tracklet(
+                summary.camera_id,
+                summary.track_id,
+                summary.start,
+                summary.end,
+                part.features,
+                part.projections,
+                crop_paths,
             )
+            start = time.perf_counter()
+            if self.publisher is not None:
+                self.publisher.publish(tracklet)
+                self.state.time("match", time.perf_counter() - start)
+                self.state.decisions["published"] += 1
+                continue
+            decision = self.matcher.decide(tracklet)
             self.state.time("match", time.perf_counter() - start)
             self.state.decisions[decision.action] += 1
             self.state.identities.add(decision.identity)
@@ -266,6 +282,10 @@ class Pipeline:
             for builder in self.builders.values():
                 self._pending += builder.flush()
             self._submit_pending(force=True)
+            if self.publisher is not None and not self.publisher.flush():
+                log.error(
+                    "%d tracklets could not be published (Redis down)", len(self.publisher.pending)
+                )
             self._refresh_source_stats()
             summary = self.state.summary()
             summary["outputs"] = str(self.outputs.folder)
