@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -97,7 +99,8 @@ def run(
     ctx: typer.Context,
     cameras: Annotated[Path | None, typer.Option(help="cams.yaml (see configs/cams/)")] = None,
     redis: Annotated[
-        str | None, typer.Option(help="Redis URL; default: cams.yaml, else embedded")
+        str | None,
+        typer.Option(envvar="REID_REDIS_URL", help="Redis URL; default: cams.yaml, else embedded"),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="output folder (default: outputs.dir)")] = None,
     max_frames: Annotated[int | None, typer.Option(help="stop each camera after N frames")] = None,
@@ -154,8 +157,13 @@ def run(
 @app.command()
 def matcher(
     cameras: Annotated[Path, typer.Option(help="the workers' cams.yaml (redis, matcher, reid)")],
-    consumer: Annotated[str, typer.Option(help="unique consumer name in the group")],
-    redis: Annotated[str | None, typer.Option(help="Redis URL (overrides cams.yaml)")] = None,
+    consumer: Annotated[
+        str | None, typer.Option(help="unique consumer name; default: <hostname>-<pid>")
+    ] = None,
+    redis: Annotated[
+        str | None, typer.Option(envvar="REID_REDIS_URL", help="Redis URL (overrides cams.yaml)")
+    ] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Prometheus /metrics port")] = None,
     claim_idle_s: Annotated[float, typer.Option(help="claim a dead consumer's entries")] = 30.0,
     exit_when_idle: Annotated[
         float | None, typer.Option(help="stop after this many idle seconds (batch jobs)")
@@ -178,11 +186,16 @@ def matcher(
         extra = list(overrides or []) + ([f"redis.url={redis}"] if redis else [])
         config = load_pipeline_config(cameras, extra)
         _, scorer = build_embedder(config) if config.reid.model else (None, None)
+        name = consumer or f"{socket.gethostname()}-{os.getpid()}"
         worker = MatcherWorker(
             Matcher(config.redis.url, config.redis.namespace, config.matcher, scorer),
-            consumer,
+            name,
             claim_idle_ms=int(claim_idle_s * 1000),
         )
+        if metrics_port is not None:
+            from pipeline.metrics import serve_worker_metrics
+
+            serve_worker_metrics(worker, metrics_port)
         _on_signals(stop)
         idle_since = time.monotonic()
         while not stop.is_set():
@@ -193,7 +206,7 @@ def matcher(
     except USER_ERRORS as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    console.print(f"matcher {consumer}: {worker.processed} tracklets processed")
+    console.print(f"matcher {name}: {worker.processed} tracklets processed")
 
 
 @app.command("eval")

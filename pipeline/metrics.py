@@ -6,6 +6,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from pipeline.matcher.stream import MatcherWorker
 from pipeline.runner import RunState
 
 
@@ -63,6 +64,29 @@ class RunStateCollector(Collector):
         for action, count in s.decisions.items():
             decisions.add_metric([action], count)
         yield decisions
+
+
+class WorkerCollector(Collector):
+    """A matcher consumer's progress (tracklets processed, gallery size in this process)."""
+
+    def __init__(self, worker: MatcherWorker) -> None:
+        self.worker = worker
+
+    def collect(self):  # noqa: ANN201 - prometheus_client's protocol
+        yield CounterMetricFamily(
+            "reid_matcher_tracklets", "tracklets processed", value=self.worker.processed
+        )
+        yield GaugeMetricFamily(
+            "reid_matcher_index_identities",
+            "identities in the index",
+            value=len(self.worker.matcher.index),
+        )
+
+
+def serve_worker_metrics(worker: MatcherWorker, port: int) -> None:
+    registry = CollectorRegistry()
+    registry.register(WorkerCollector(worker))
+    start_http_server(port, registry=registry)
 
 
 def metrics_registry(state: RunState) -> CollectorRegistry:

@@ -43,6 +43,15 @@ def create_app(
         except QueryError as exc:
             raise HTTPException(404, str(exc)) from exc
 
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        """Liveness/readiness: Redis answers."""
+        try:
+            service.matcher.redis.ping()
+        except Exception as exc:  # any failure means not ready
+            raise HTTPException(503, f"Redis unavailable: {exc}") from exc
+        return {"status": "ok"}
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
         return PAGE.read_text()

@@ -17,7 +17,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
-Redis = Annotated[str | None, typer.Option("--redis", help="Redis URL; default: embedded")]
+Redis = Annotated[
+    str | None,
+    typer.Option("--redis", envvar="REID_REDIS_URL", help="Redis URL; default: embedded"),
+]
 Namespace = Annotated[str, typer.Option(help="key namespace of the pipeline")]
 Json = Annotated[bool, typer.Option("--json", help="JSON instead of a table")]
 

@@ -95,3 +95,22 @@ def quantize(
         f"wrote {result.path}: INT8 vs fp32 feature cosine min "
         f"{result.min_cosine:.4f}, mean {result.mean_cosine:.4f}"
     )
+
+
+@app.command()
+def check(engine_path: Annotated[Path, typer.Option("--engine", help="a .engine file")]) -> None:
+    """Exit 0 when ENGINE was built for this machine's TensorRT and GPU (else 1, saying why)."""
+    from reid.runtime.metadata import read_metadata
+    from reid.runtime.tensorrt_backend import check_engine_target, import_tensorrt
+
+    def verify() -> None:
+        if not engine_path.is_file():
+            raise EmbedderError(f"engine {engine_path} does not exist")
+        check_engine_target(engine_path, read_metadata(engine_path), import_tensorrt().__version__)
+
+    try:
+        verify()
+    except EmbedderError as exc:
+        console.print(f"[yellow]{exc}[/yellow]")
+        raise typer.Exit(1) from None
+    console.print(f"{engine_path} fits this machine")
