@@ -41,7 +41,7 @@ bench: install
 	$(BIN)/python benchmarks/embedder.py
 	$(BIN)/python benchmarks/matcher.py --sizes 1000,10000
 	$(BIN)/python benchmarks/detect.py
-	$(BIN)/python benchmarks/pipeline.py
+	$(BIN)/python benchmarks/end_to_end.py
 
 clean:
 	rm -rf $(VENV) runs .reid .pytest_cache .ruff_cache
