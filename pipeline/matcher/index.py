@@ -54,15 +54,20 @@ class IdentityIndex:
         return reduced / np.maximum(np.linalg.norm(reduced, axis=-1, keepdims=True), 1e-12)
 
     def upsert(self, identity: str, centroid: np.ndarray) -> None:
-        vector = self._reduce(np.asarray(centroid, np.float32).reshape(1, -1))[0]
-        row = self._row.get(identity)
-        if row is None:
-            row = len(self._ids)
-            if row == len(self._vectors):
-                self._vectors = torch.cat([self._vectors, torch.zeros_like(self._vectors)])
-            self._ids.append(identity)
-            self._row[identity] = row
-        self._vectors[row] = torch.from_numpy(vector)
+        self.upsert_many([identity], np.asarray(centroid, np.float32).reshape(1, -1))
+
+    def upsert_many(self, identities: list[str], centroids: np.ndarray) -> None:
+        """Insert or replace ``identities`` with their centroids ``[N, D]`` (one projection)."""
+        vectors = torch.from_numpy(self._reduce(np.asarray(centroids, np.float32)))
+        for identity, vector in zip(identities, vectors, strict=True):
+            row = self._row.get(identity)
+            if row is None:
+                row = len(self._ids)
+                if row == len(self._vectors):
+                    self._vectors = torch.cat([self._vectors, torch.zeros_like(self._vectors)])
+                self._ids.append(identity)
+                self._row[identity] = row
+            self._vectors[row] = vector
 
     def remove(self, identity: str) -> None:
         row = self._row.pop(identity, None)

@@ -131,9 +131,13 @@ class Matcher:
             pipe = self.redis.pipeline(transaction=False)
             for name in chunk:
                 pipe.hmget(self.keys.identity(name), "centroid", "centroid_meta")
-            for name, (blob, meta) in zip(chunk, pipe.execute(), strict=True):
-                if blob is not None:
-                    self.index.upsert(name, unpack(blob, meta))
+            found = [
+                (n, unpack(b, m))
+                for n, (b, m) in zip(chunk, pipe.execute(), strict=True)
+                if b is not None
+            ]
+            if found:
+                self.index.upsert_many([n for n, _ in found], np.stack([c for _, c in found]))
             self.round_trips += 1
 
     def _apply_events(self, events: list[tuple[bytes, dict[bytes, bytes]]]) -> bool:
