@@ -260,6 +260,7 @@ class Pipeline:
     ) -> dict[str, Any]:
         """Process until every camera ends or ``stop`` is set; open tracklets are flushed."""
         stop = stop or threading.Event()
+        self.state.started = time.perf_counter()
         for reader in self.readers.values():
             reader.start()
         open_ids = list(self.readers)
