@@ -1,17 +1,21 @@
 """In-process candidate index of identity centroids, mirrored from Redis events.
 
-Candidate retrieval is a matrix product over all identities, so centroids are kept in a
-projected space of ``index_dim`` dimensions (a fixed random orthonormal map, the same in
-every process: Johnson-Lindenstrauss keeps cosine ranks close) and the exact scoring is left
-to the exemplars of the few candidates. The projected centroids are held in bfloat16: the
-search is bound by memory bandwidth (100k x 256 float32 is 100 MB per query), and bf16
-halves it while keeping 8 bits of mantissa, plenty to shortlist candidates.
+Centroids are kept in a projected space of ``index_dim`` dimensions (a fixed random
+orthonormal map, the same in every process: Johnson-Lindenstrauss keeps cosine ranks
+close); exact scoring is left to the exemplars of the few candidates.
+
+Search is bound by memory bandwidth: an exhaustive scan of 100k x 256 values reads 50-100 MB
+per query. Up to ``ivf_min`` identities it is exact (a bfloat16 matrix product); beyond,
+a FAISS inverted-file index (k-means cells, ``nprobe`` cells scanned per query) answers
+from a few percent of the gallery, and is retrained as the gallery quadruples.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+IVF_MIN = 20_000
 
 
 def projection(dim: int, index_dim: int) -> np.ndarray | None:
@@ -26,13 +30,18 @@ def projection(dim: int, index_dim: int) -> np.ndarray | None:
 class IdentityIndex:
     """Upsert, remove and top-k by cosine over identity centroids."""
 
-    def __init__(self, index_dim: int = 256) -> None:
-        self.index_dim = index_dim
+    def __init__(self, index_dim: int = 256, ivf_min: int = IVF_MIN, nprobe: int = 24) -> None:
+        self.index_dim, self.ivf_min, self.nprobe = index_dim, ivf_min, nprobe
         self._proj: np.ndarray | None = None
         self._dim: int | None = None
         self._vectors = torch.zeros((0, 0), dtype=torch.bfloat16)
         self._ids: list[str] = []
         self._row: dict[str, int] = {}
+        self._key: dict[str, int] = {}  # stable integer ids for FAISS
+        self._name: dict[int, str] = {}
+        self._next_key = 0
+        self._ivf = None
+        self._trained_at = 0
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -45,9 +54,8 @@ class IdentityIndex:
         if self._dim is None:
             self._dim = vectors.shape[-1]
             self._proj = projection(self._dim, self.index_dim)
-            self._vectors = torch.zeros(
-                (1024, min(self._dim, self.index_dim)), dtype=torch.bfloat16
-            )
+            width = min(self._dim, self.index_dim)
+            self._vectors = torch.zeros((1024, width), dtype=torch.bfloat16)
         if vectors.shape[-1] != self._dim:
             raise ValueError(f"feature dim {vectors.shape[-1]} != index dim {self._dim}")
         reduced = vectors if self._proj is None else vectors @ self._proj
@@ -58,8 +66,10 @@ class IdentityIndex:
 
     def upsert_many(self, identities: list[str], centroids: np.ndarray) -> None:
         """Insert or replace ``identities`` with their centroids ``[N, D]`` (one projection)."""
-        vectors = torch.from_numpy(self._reduce(np.asarray(centroids, np.float32)))
-        for identity, vector in zip(identities, vectors, strict=True):
+        reduced = np.ascontiguousarray(
+            self._reduce(np.asarray(centroids, np.float32)), dtype=np.float32
+        )
+        for identity, vector in zip(identities, torch.from_numpy(reduced), strict=True):
             row = self._row.get(identity)
             if row is None:
                 row = len(self._ids)
@@ -67,12 +77,40 @@ class IdentityIndex:
                     self._vectors = torch.cat([self._vectors, torch.zeros_like(self._vectors)])
                 self._ids.append(identity)
                 self._row[identity] = row
+                key, self._next_key = self._next_key, self._next_key + 1
+                self._key[identity], self._name[key] = key, identity
             self._vectors[row] = vector
+        if self._ivf is not None:
+            keys = np.array([self._key[i] for i in identities], np.int64)
+            self._ivf.remove_ids(keys)
+            self._ivf.add_with_ids(reduced, keys)
+        if len(self._ids) >= max(self.ivf_min, 4 * self._trained_at):
+            self._train()
+
+    def _train(self) -> None:
+        import faiss
+
+        faiss.omp_set_num_threads(1)  # one query of a few cells: threads cost more than they give
+        n = len(self._ids)
+        vectors = np.ascontiguousarray(self._vectors[:n].float().numpy())
+        keys = np.array([self._key[i] for i in self._ids], np.int64)
+        cells = max(1, min(int(4 * np.sqrt(n)), n // 39))  # FAISS wants 39 points per cell
+        quantizer = faiss.IndexFlatIP(vectors.shape[1])
+        ivf = faiss.IndexIVFFlat(quantizer, vectors.shape[1], cells, faiss.METRIC_INNER_PRODUCT)
+        ivf.train(vectors)
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # fast remove_ids on updates
+        ivf.add_with_ids(vectors, keys)
+        ivf.nprobe = self.nprobe
+        self._ivf, self._trained_at = ivf, n
 
     def remove(self, identity: str) -> None:
         row = self._row.pop(identity, None)
         if row is None:
             return
+        key = self._key.pop(identity)
+        del self._name[key]
+        if self._ivf is not None:
+            self._ivf.remove_ids(np.array([key], np.int64))
         last = len(self._ids) - 1
         if row != last:  # move the last row into the hole
             moved = self._ids[last]
@@ -87,7 +125,15 @@ class IdentityIndex:
         if n == 0:
             return []
         reduced = self._reduce(np.asarray(queries, np.float32).reshape(len(queries), -1))
+        if self._ivf is not None:
+            scores, keys = self._ivf.search(np.ascontiguousarray(reduced, np.float32), k)
+            best: dict[int, float] = {}
+            for score, key in zip(scores.ravel(), keys.ravel(), strict=True):
+                if key >= 0 and score > best.get(int(key), -np.inf):
+                    best[int(key)] = float(score)
+            ranked = sorted(best, key=best.get, reverse=True)[:k]
+            return [self._name[key] for key in ranked]
         queries_t = torch.from_numpy(np.ascontiguousarray(reduced.T)).to(torch.bfloat16)
-        scores = (self._vectors[:n] @ queries_t).amax(dim=1)
-        top = torch.topk(scores.float(), min(k, n)).indices.tolist()
+        scores_t = (self._vectors[:n] @ queries_t).amax(dim=1)
+        top = torch.topk(scores_t.float(), min(k, n)).indices.tolist()
         return [self._ids[i] for i in top]
