@@ -4,16 +4,16 @@ Centroids are kept in a projected space of ``index_dim`` dimensions (a fixed ran
 orthonormal map, the same in every process: Johnson-Lindenstrauss keeps cosine ranks
 close); exact scoring is left to the exemplars of the few candidates.
 
-Search is bound by memory bandwidth: an exhaustive scan of 100k x 256 values reads 50-100 MB
-per query. Up to ``ivf_min`` identities it is exact (a bfloat16 matrix product); beyond,
-a FAISS inverted-file index (k-means cells, ``nprobe`` cells scanned per query) answers
-from a few percent of the gallery, and is retrained as the gallery quadruples.
+Search is bound by memory bandwidth: an exhaustive scan of 100k x 256 floats reads 100 MB
+per query. Up to ``ivf_min`` identities the FAISS index is exact (flat inner product);
+beyond, it is an inverted-file index (k-means cells, ``nprobe`` cells scanned per query)
+that answers from a few percent of the gallery, retrained as the gallery quadruples.
 """
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
-import torch
 
 IVF_MIN = 20_000
 
@@ -31,16 +31,17 @@ class IdentityIndex:
     """Upsert, remove and top-k by cosine over identity centroids."""
 
     def __init__(self, index_dim: int = 256, ivf_min: int = IVF_MIN, nprobe: int = 24) -> None:
+        faiss.omp_set_num_threads(1)  # one small query at a time: threads cost more than they give
         self.index_dim, self.ivf_min, self.nprobe = index_dim, ivf_min, nprobe
         self._proj: np.ndarray | None = None
         self._dim: int | None = None
-        self._vectors = torch.zeros((0, 0), dtype=torch.bfloat16)
+        self._vectors = np.zeros((0, 0), np.float32)  # rows for (re)training
         self._ids: list[str] = []
         self._row: dict[str, int] = {}
         self._key: dict[str, int] = {}  # stable integer ids for FAISS
         self._name: dict[int, str] = {}
         self._next_key = 0
-        self._ivf = None
+        self._faiss = None
         self._trained_at = 0
 
     def __len__(self) -> int:
@@ -49,50 +50,50 @@ class IdentityIndex:
     def __contains__(self, identity: str) -> bool:
         return identity in self._row
 
+    @property
+    def approximate(self) -> bool:
+        return self._trained_at > 0
+
     def _reduce(self, vectors: np.ndarray) -> np.ndarray:
-        """``[N, D]`` -> unit rows ``[N, min(D, index_dim)]``."""
+        """``[N, D]`` -> unit rows ``[N, min(D, index_dim)]`` float32."""
         if self._dim is None:
             self._dim = vectors.shape[-1]
             self._proj = projection(self._dim, self.index_dim)
             width = min(self._dim, self.index_dim)
-            self._vectors = torch.zeros((1024, width), dtype=torch.bfloat16)
+            self._vectors = np.zeros((1024, width), np.float32)
+            self._faiss = faiss.IndexIDMap2(faiss.IndexFlatIP(width))
         if vectors.shape[-1] != self._dim:
             raise ValueError(f"feature dim {vectors.shape[-1]} != index dim {self._dim}")
         reduced = vectors if self._proj is None else vectors @ self._proj
-        return reduced / np.maximum(np.linalg.norm(reduced, axis=-1, keepdims=True), 1e-12)
+        reduced = reduced / np.maximum(np.linalg.norm(reduced, axis=-1, keepdims=True), 1e-12)
+        return np.ascontiguousarray(reduced, dtype=np.float32)
 
     def upsert(self, identity: str, centroid: np.ndarray) -> None:
         self.upsert_many([identity], np.asarray(centroid, np.float32).reshape(1, -1))
 
     def upsert_many(self, identities: list[str], centroids: np.ndarray) -> None:
         """Insert or replace ``identities`` with their centroids ``[N, D]`` (one projection)."""
-        reduced = np.ascontiguousarray(
-            self._reduce(np.asarray(centroids, np.float32)), dtype=np.float32
-        )
-        for identity, vector in zip(identities, torch.from_numpy(reduced), strict=True):
+        reduced = self._reduce(np.asarray(centroids, np.float32))
+        for identity, vector in zip(identities, reduced, strict=True):
             row = self._row.get(identity)
             if row is None:
                 row = len(self._ids)
                 if row == len(self._vectors):
-                    self._vectors = torch.cat([self._vectors, torch.zeros_like(self._vectors)])
+                    self._vectors = np.concatenate([self._vectors, np.zeros_like(self._vectors)])
                 self._ids.append(identity)
                 self._row[identity] = row
                 key, self._next_key = self._next_key, self._next_key + 1
                 self._key[identity], self._name[key] = key, identity
             self._vectors[row] = vector
-        if self._ivf is not None:
-            keys = np.array([self._key[i] for i in identities], np.int64)
-            self._ivf.remove_ids(keys)
-            self._ivf.add_with_ids(reduced, keys)
+        keys = np.array([self._key[i] for i in identities], np.int64)
+        self._faiss.remove_ids(keys)
+        self._faiss.add_with_ids(reduced, keys)
         if len(self._ids) >= max(self.ivf_min, 4 * self._trained_at):
             self._train()
 
     def _train(self) -> None:
-        import faiss
-
-        faiss.omp_set_num_threads(1)  # one query of a few cells: threads cost more than they give
         n = len(self._ids)
-        vectors = np.ascontiguousarray(self._vectors[:n].float().numpy())
+        vectors = self._vectors[:n]
         keys = np.array([self._key[i] for i in self._ids], np.int64)
         cells = max(1, min(int(4 * np.sqrt(n)), n // 39))  # FAISS wants 39 points per cell
         quantizer = faiss.IndexFlatIP(vectors.shape[1])
@@ -101,7 +102,7 @@ class IdentityIndex:
         ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # fast remove_ids on updates
         ivf.add_with_ids(vectors, keys)
         ivf.nprobe = self.nprobe
-        self._ivf, self._trained_at = ivf, n
+        self._faiss, self._trained_at = ivf, n
 
     def remove(self, identity: str) -> None:
         row = self._row.pop(identity, None)
@@ -109,8 +110,7 @@ class IdentityIndex:
             return
         key = self._key.pop(identity)
         del self._name[key]
-        if self._ivf is not None:
-            self._ivf.remove_ids(np.array([key], np.int64))
+        self._faiss.remove_ids(np.array([key], np.int64))
         last = len(self._ids) - 1
         if row != last:  # move the last row into the hole
             moved = self._ids[last]
@@ -121,19 +121,12 @@ class IdentityIndex:
 
     def search(self, queries: np.ndarray, k: int) -> list[str]:
         """Identities whose centroid is most similar to any of ``queries`` ``[K, D]``."""
-        n = len(self._ids)
-        if n == 0:
+        if not self._ids:
             return []
         reduced = self._reduce(np.asarray(queries, np.float32).reshape(len(queries), -1))
-        if self._ivf is not None:
-            scores, keys = self._ivf.search(np.ascontiguousarray(reduced, np.float32), k)
-            best: dict[int, float] = {}
-            for score, key in zip(scores.ravel(), keys.ravel(), strict=True):
-                if key >= 0 and score > best.get(int(key), -np.inf):
-                    best[int(key)] = float(score)
-            ranked = sorted(best, key=best.get, reverse=True)[:k]
-            return [self._name[key] for key in ranked]
-        queries_t = torch.from_numpy(np.ascontiguousarray(reduced.T)).to(torch.bfloat16)
-        scores_t = (self._vectors[:n] @ queries_t).amax(dim=1)
-        top = torch.topk(scores_t.float(), min(k, n)).indices.tolist()
-        return [self._ids[i] for i in top]
+        scores, keys = self._faiss.search(reduced, min(k, len(self._ids)))
+        best: dict[int, float] = {}
+        for score, key in zip(scores.ravel(), keys.ravel(), strict=True):
+            if key >= 0 and score > best.get(int(key), -np.inf):
+                best[int(key)] = float(score)
+        return [self._name[key] for key in sorted(best, key=best.get, reverse=True)[:k]]

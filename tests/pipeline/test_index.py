@@ -18,7 +18,7 @@ def test_finds_the_right_identity_exact_and_ivf(ivf_min: int) -> None:
     centroids = unit(rng.standard_normal((2000, 512)))
     index = IdentityIndex(index_dim=128, ivf_min=ivf_min)
     index.upsert_many([f"p{i}" for i in range(2000)], centroids)
-    assert (index._ivf is not None) == (ivf_min < 2000)
+    assert index.approximate == (ivf_min < 2000)
     for i in rng.choice(2000, 50, replace=False):
         query = unit(centroids[i] + 0.02 * rng.standard_normal(512))[None]
         assert index.search(query, 5)[0] == f"p{i}"
