@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from detectors import build_detector
 from pipeline.config import PipelineConfig
 from pipeline.matcher import Matcher, Tracklet, connect
@@ -23,7 +25,7 @@ from pipeline.outputs import RunOutputs
 from pipeline.sources import CameraReader, Frame
 from pipeline.tracking import CameraTracker
 from pipeline.tracklets import TrackletBuilder, TrackletSummary
-from reid.runtime import Embedder, load_embedder
+from reid.runtime import Embedder, Embeddings, load_embedder
 from reid.runtime.consistency import ConsistencyScorer
 from reid.runtime.torch_backend import TorchEmbedder
 
@@ -169,6 +171,7 @@ class Pipeline:
             queue_depths=lambda: {c: r.frames.qsize() for c, r in self.readers.items()},
         )
         self._pending: list[TrackletSummary] = []
+        self._embedded: dict[tuple[str, int], Embeddings] = {}  # (camera, crop id), open tracks
 
     def _detect(self, frames: list[Frame]) -> list:
         if self.config.detector.kind == "precomputed":
@@ -210,18 +213,43 @@ class Pipeline:
             stats.detections = len(dets)
             stats.active_tracks = self.builders[frame.camera_id].active(frame.timestamp)
 
+    def _embed(self, summaries: list[TrackletSummary]) -> list[Embeddings]:
+        """Each summary's embeddings; crops already embedded for an earlier summary of the
+        same track are not embedded again (all new crops go in one batch)."""
+        keyed = [[(s.camera_id, cid) for cid in s.crop_ids] for s in summaries]
+        fresh = {
+            key: crop
+            for s, keys in zip(summaries, keyed, strict=True)
+            for key, crop in zip(keys, s.crops, strict=True)
+            if key not in self._embedded
+        }
+        if fresh:
+            start = time.perf_counter()
+            emb = self.embedder.embed(list(fresh.values()))
+            self.state.time("embed", time.perf_counter() - start)
+            for n, key in enumerate(fresh):
+                self._embedded[key] = emb[n : n + 1]
+        parts = []
+        for keys in keyed:
+            rows = [self._embedded[key] for key in keys]
+            projections = (
+                None
+                if rows[0].projections is None
+                else np.concatenate([r.projections for r in rows])
+            )
+            parts.append(Embeddings(np.concatenate([r.features for r in rows]), projections))
+        for s, keys in zip(summaries, keyed, strict=True):
+            if s.final:
+                for key in keys:
+                    self._embedded.pop(key, None)
+        return parts
+
     def _submit_pending(self, force: bool = False) -> None:
         crops = sum(len(s.crops) for s in self._pending)
         if not self._pending or (crops < self.config.reid.max_batch and not force):
             return
         summaries, self._pending = self._pending, []
-        start = time.perf_counter()
-        emb = self.embedder.embed([c for s in summaries for c in s.crops])
-        self.state.time("embed", time.perf_counter() - start)
-        offset = 0
-        for summary in summaries:
-            part = emb[slice(offset, offset + len(summary.crops))]
-            offset += len(summary.crops)
+        for summary, part in zip(summaries, self._embed(summaries), strict=True):
             crop_paths = self.outputs.track_crops(summary)
             tracklet = Tracklet(
                 summary.camera_id,

@@ -24,6 +24,7 @@ class TrackletSummary:
     end: float
     crops: tuple[np.ndarray, ...]  # best first
     final: bool
+    crop_ids: tuple[int, ...] = ()  # unique per camera: repeated summaries re-use embeddings
 
 
 @dataclass
@@ -34,7 +35,6 @@ class _State:
     boxes: int = 0
     best: list[tuple[float, int, np.ndarray]] = field(default_factory=list)  # min-heap
     emitted_at: float | None = None
-    emitted_end: float | None = None
 
 
 class TrackletBuilder:
@@ -101,9 +101,17 @@ class TrackletBuilder:
         return self._due(now)
 
     def _summary(self, track_id: int, state: _State, final: bool) -> TrackletSummary:
-        crops = tuple(c for _, _, c in sorted(state.best, key=lambda e: -e[0]))
-        state.emitted_at, state.emitted_end = state.last_seen, state.end
-        return TrackletSummary(self.camera_id, track_id, state.start, state.end, crops, final)
+        best = sorted(state.best, key=lambda e: -e[0])
+        state.emitted_at = state.last_seen
+        return TrackletSummary(
+            self.camera_id,
+            track_id,
+            state.start,
+            state.end,
+            tuple(c for _, _, c in best),
+            final,
+            tuple(n for _, n, _ in best),
+        )
 
     def _due(self, now: float) -> list[TrackletSummary]:
         out = []
@@ -111,7 +119,7 @@ class TrackletBuilder:
             usable = state.boxes >= self.min_boxes and state.best
             if now - state.last_seen >= self.finish_after_s:
                 del self.tracks[track_id]
-                if usable and state.emitted_end != state.end:
+                if usable:  # always: it also releases the cached embeddings of its crops
                     out.append(self._summary(track_id, state, final=True))
             elif (
                 usable
@@ -129,7 +137,7 @@ class TrackletBuilder:
         out = [
             self._summary(tid, s, final=True)
             for tid, s in self.tracks.items()
-            if s.boxes >= self.min_boxes and s.best and s.emitted_end != s.end
+            if s.boxes >= self.min_boxes and s.best
         ]
         self.tracks.clear()
         return out

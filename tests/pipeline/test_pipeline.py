@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -80,11 +81,13 @@ def test_stop_flushes_open_tracklets(
     pipeline = Pipeline(config)
     stop = threading.Event()
 
-    def stop_after_people(state) -> None:
-        if sum(c.frames for c in state.cameras.values()) > 120:
-            stop.set()
+    def stop_after_some_frames() -> None:
+        while sum(c.frames for c in pipeline.state.cameras.values()) <= 120:
+            time.sleep(0.002)
+        stop.set()
 
-    summary = pipeline.run(stop, stop_after_people)
+    threading.Thread(target=stop_after_some_frames, daemon=True).start()
+    summary = pipeline.run(stop)
     assert summary["frames"] < 480
     # nothing was summarised periodically, so every decision comes from the flush
     assert summary["decisions"] and sum(summary["decisions"].values()) >= 1
