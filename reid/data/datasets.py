@@ -61,8 +61,14 @@ class ReidDataset:
 
         return "\n".join(
             [f"{self.name}:"]
-            + [row(n, s) for n, s in (("train", self.train), ("query", self.query),
-                                       ("gallery", self.gallery))]
+            + [
+                row(n, s)
+                for n, s in (
+                    ("train", self.train),
+                    ("query", self.query),
+                    ("gallery", self.gallery),
+                )
+            ]
         )
 
 
@@ -165,7 +171,8 @@ def site(root: str | Path, train_fraction: float = 0.5, seed: int = 0) -> ReidDa
     n_train = min(max(1, round(train_fraction * len(identities))), len(identities) - 1)
     pid_of = {name: i for i, name in enumerate(sorted(crops))}
     train = [
-        Sample(p, pid_of[name], cameras[c]) for name in identities[:n_train]
+        Sample(p, pid_of[name], cameras[c])
+        for name in identities[:n_train]
         for c, _, p in crops[name]
     ]
     query, gallery = [], []
