@@ -37,11 +37,11 @@ test: lint browser
 	$(BIN)/python -m pytest
 
 bench: install
-	$(BIN)/python benchmarks/attention.py
-	$(BIN)/python benchmarks/embedder.py
-	$(BIN)/python benchmarks/matcher.py --sizes 1000,10000
-	$(BIN)/python benchmarks/detect.py
-	$(BIN)/python benchmarks/end_to_end.py
+	$(BIN)/python -m benchmarks.attention
+	$(BIN)/python -m benchmarks.embedder
+	$(BIN)/python -m benchmarks.matcher --sizes 1000,10000
+	$(BIN)/python -m benchmarks.detect
+	$(BIN)/python -m benchmarks.pipeline
 
 clean:
 	rm -rf $(VENV) runs .reid .pytest_cache .ruff_cache

@@ -1,7 +1,7 @@
 """Closed-form Siamese attention vs autograd Grad-CAM, measured side by side.
 
-    python benchmarks/attention.py                      # ResNet50 IDE, 288x144, 8 pairs
-    python benchmarks/attention.py --backbone resnet18 --pairs 32
+    python -m benchmarks.attention                      # ResNet50 IDE, 288x144, 8 pairs
+    python -m benchmarks.attention --backbone resnet18 --pairs 32
 
 Three ways to get the same pair attention maps:
   autograd (images)  the paper's reference: backbone forward + Grad-CAM backward per pair

@@ -1,6 +1,6 @@
 """Person detector throughput on vtest.avi: YOLO .pt vs .onnx vs OpenCV HOG, one run.
 
-    .venv/bin/python benchmarks/detect.py [--frames 60] [--imgsz 640] [--batch 4]
+    .venv/bin/python -m benchmarks.detect [--frames 60] [--imgsz 640] [--batch 4]
 
 On a CUDA machine with TensorRT, a .engine exported by ultralytics from the default
 weights is added (``--engine PATH`` to reuse one).

@@ -4,8 +4,8 @@ CASN ResNet50 IDE at 288x144 (random weights: speed does not depend on them; INT
 is reported on them too, so re-check it on your trained model with reid-export quantize).
 Prints images/s per backend and batch, and the ratio to torch eager fp32.
 
-    .venv/bin/python benchmarks/embedder.py                  # CPU: torch vs ORT fp32 / INT8
-    .venv/bin/python benchmarks/embedder.py --batches 1,16,64 # on a GPU adds TensorRT
+    .venv/bin/python -m benchmarks.embedder                  # CPU: torch vs ORT fp32 / INT8
+    .venv/bin/python -m benchmarks.embedder --batches 1,16,64 # on a GPU adds TensorRT
 """
 
 from __future__ import annotations

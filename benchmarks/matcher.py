@@ -5,8 +5,8 @@ decision), and at each size ``--probes`` decisions (half re-sightings of known p
 new people) are timed next to the in-process top-k search over the same index: the limit a
 decision cannot beat. Round trips are counted by the matcher.
 
-    .venv/bin/python benchmarks/matcher.py                 # embedded Redis, 1k/10k/100k
-    .venv/bin/python benchmarks/matcher.py --redis redis://127.0.0.1:6379 --dim 512
+    .venv/bin/python -m benchmarks.matcher                 # embedded Redis, 1k/10k/100k
+    .venv/bin/python -m benchmarks.matcher --redis redis://127.0.0.1:6379 --dim 512
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Multi-camera identity accuracy on the synthetic scene: feature-only vs feature + attention
 matching, side by side (IDF1 / IDP / IDR against the scene's ground truth).
 
-    .venv/bin/python benchmarks/mtmc.py --model runs/export/casn.onnx [--people 8] [--seed 0]
+    .venv/bin/python -m benchmarks.mtmc --model runs/export/casn.onnx [--people 8] [--seed 0]
 
 ``--model`` is any model the pipeline loads (an exported .onnx with its .consistency.pt
 beside it gives attention inputs); without it the ImageNet fallback runs feature-only.

@@ -4,7 +4,7 @@ The pipeline adds tracking, crop selection, embedding, matching in Redis and all
 the target is >= 0.9 of detector-only frames/s. Input: the demo's two virtual cameras of
 vtest.avi, first ``--frames`` frames per camera.
 
-    .venv/bin/python benchmarks/end_to_end.py [--frames 150]
+    .venv/bin/python -m benchmarks.pipeline [--frames 150]
 """
 
 from __future__ import annotations

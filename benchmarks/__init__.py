@@ -1,0 +1,1 @@
+"""Performance scripts; run them as modules from the project root: python -m benchmarks.<name>."""
