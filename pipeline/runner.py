@@ -25,12 +25,13 @@ from pipeline.outputs import RunOutputs
 from pipeline.sources import CameraReader, Frame
 from pipeline.tracking import CameraTracker
 from pipeline.tracklets import TrackletBuilder, TrackletSummary
+from reid.export.fallback import imagenet_fallback
 from reid.runtime import Embedder, Embeddings, load_embedder
 from reid.runtime.consistency import ConsistencyScorer
-from reid.runtime.torch_backend import TorchEmbedder
 
 log = logging.getLogger(__name__)
 STAGES = ("read", "detect", "track", "embed", "match", "output")
+FALLBACK_CACHE = Path(".reid") / "models"
 
 
 @dataclass
@@ -83,7 +84,7 @@ def build_embedder(config: PipelineConfig) -> tuple[Embedder, ConsistencyScorer 
             "no reid.model given: ImageNet MobileNetV2 features, feature-only matching "
             "(train one with reid-train for real accuracy)"
         )
-        return TorchEmbedder.imagenet_default(), None
+        return load_embedder(imagenet_fallback(FALLBACK_CACHE), "ort"), None
     path = Path(config.reid.model)
     embedder = load_embedder(path, config.reid.backend)
     scorer_file = path.with_name(path.name.split(".")[0] + ".consistency.pt")

