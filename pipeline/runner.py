@@ -22,7 +22,7 @@ from pipeline.config import PipelineConfig
 from pipeline.matcher import Matcher, Tracklet, connect
 from pipeline.matcher.stream import TrackletPublisher
 from pipeline.outputs import RunOutputs
-from pipeline.sources import CameraReader, Frame
+from pipeline.sources import CameraReader, Frame, SourceStats
 from pipeline.tracking import CameraTracker
 from pipeline.tracklets import TrackletBuilder, TrackletSummary
 from reid.export.fallback import imagenet_fallback
@@ -36,15 +36,44 @@ FALLBACK_CACHE = Path(".reid") / "models"
 
 @dataclass
 class CameraStats:
+    """One camera's figures; the reader's counters are read through, never copied."""
+
+    source: SourceStats = field(default_factory=SourceStats)
     frames: int = 0
     detections: int = 0
     active_tracks: int = 0
     fps: float = 0.0
-    dropped: int = 0
-    corrupt: int = 0
-    reconnects: int = 0
     finished: bool = False
-    error: str | None = None
+
+    @property
+    def dropped(self) -> int:
+        return self.source.dropped
+
+    @property
+    def corrupt(self) -> int:
+        return self.source.corrupt
+
+    @property
+    def reconnects(self) -> int:
+        return self.source.reconnects
+
+    @property
+    def error(self) -> str | None:
+        return self.source.error
+
+    def as_dict(self) -> dict[str, Any]:
+        names = (
+            "frames",
+            "detections",
+            "active_tracks",
+            "fps",
+            "dropped",
+            "corrupt",
+            "reconnects",
+            "finished",
+            "error",
+        )
+        return {name: getattr(self, name) for name in names}
 
 
 @dataclass
@@ -73,7 +102,7 @@ class RunState:
             "wall_s": round(wall, 2),
             "fps": round(frames / wall, 2) if wall else 0.0,
             "stage_s": {k: round(v, 3) for k, v in self.stage_s.items()},
-            "cameras": {k: vars(v) for k, v in self.cameras.items()},
+            "cameras": {k: v.as_dict() for k, v in self.cameras.items()},
         }
 
 
@@ -168,7 +197,7 @@ class Pipeline:
         }
         self.outputs = RunOutputs(config.outputs.dir, config.outputs, list(self.readers))
         self.state = RunState(
-            {cid: CameraStats() for cid in self.readers},
+            {cid: CameraStats(source=r.stats) for cid, r in self.readers.items()},
             queue_depths=lambda: {c: r.frames.qsize() for c, r in self.readers.items()},
         )
         self._pending: list[TrackletSummary] = []
@@ -274,12 +303,9 @@ class Pipeline:
             self.state.identity_cameras[decision.identity].add(summary.camera_id)
             self.outputs.decision(summary, decision, crop_paths)
 
-    def _refresh_source_stats(self) -> None:
-        for cid, reader in self.readers.items():
-            stats = self.state.cameras[cid]
-            stats.dropped, stats.corrupt = reader.stats.dropped, reader.stats.corrupt
-            stats.reconnects, stats.error = reader.stats.reconnects, reader.stats.error
-            elapsed = time.perf_counter() - self.state.started
+    def _refresh_fps(self) -> None:
+        elapsed = time.perf_counter() - self.state.started
+        for stats in self.state.cameras.values():
             stats.fps = stats.frames / elapsed if elapsed else 0.0
 
     def run(
@@ -303,7 +329,7 @@ class Pipeline:
                     self._process(frames)
                 self._submit_pending()
                 if on_progress and time.perf_counter() - last_report > 0.5:
-                    self._refresh_source_stats()
+                    self._refresh_fps()
                     on_progress(self.state)
                     last_report = time.perf_counter()
         finally:
@@ -316,7 +342,7 @@ class Pipeline:
                 log.error(
                     "%d tracklets could not be published (Redis down)", len(self.publisher.pending)
                 )
-            self._refresh_source_stats()
+            self._refresh_fps()
             summary = self.state.summary()
             summary["outputs"] = str(self.outputs.folder)
             self.outputs.close(summary)
