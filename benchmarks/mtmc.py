@@ -1,68 +1,198 @@
-"""Multi-camera identity accuracy on the synthetic scene: feature-only vs feature + attention
-matching, side by side (IDF1 / IDP / IDR against the scene's ground truth).
+"""Cross-camera linking side by side on the same tracklets and features: the two references
+(never linking across cameras, a perfect linker) and each matcher, IDF1 / IDP / IDR.
 
-    .venv/bin/python -m benchmarks.mtmc --model runs/export/casn.onnx [--people 8] [--seed 0]
+    .venv/bin/python -m benchmarks.mtmc --footage synthetic --seeds 10,11,12
+    .venv/bin/python -m benchmarks.mtmc --footage vtest
 
-``--model`` is any model the pipeline loads (an exported .onnx with its .consistency.pt
-beside it gives attention inputs); without it the ImageNet fallback runs feature-only.
+The pipeline (detect, track, embed) runs once per footage and is cached under
+``runs/bench-mtmc/``; every matcher then re-links the stored tracklets
+(:mod:`pipeline.run_record`), so the rows differ only in how tracklets are linked.
+
+Ground truth: the synthetic scene writes its own (detections are the scene's, with jitter
+and 5% misses). vtest.avi has none, so a *pseudo* ground truth is made by running the same
+detector and tracker on the full frame: a full-frame track is one person, and its boxes
+are cut into the two virtual cameras exactly as the cameras cut the frame. A perfect linker
+therefore scores below 1.0 where our per-camera tracks break differently from the
+full-frame ones.
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
+import json
+import statistics
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import load_pipeline_config
-from pipeline.evaluation import evaluate_mtmc
+from pipeline.demo_data import fetch_vtest
+from pipeline.evaluation import evaluate_mtmc, oracle_identities
+from pipeline.matcher import Matcher, MatcherConfig, connect
+from pipeline.matcher.association import cluster_tracklets
+from pipeline.run_record import read_summaries, read_tracklets, write_mtmc
 from pipeline.runner import Pipeline
 from pipeline.scene import generate_scene
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "runs" / "bench-mtmc"
+console = Console()
+Linker = Callable[[Path, MatcherConfig], Callable[[str, int], str | None]]
+
+
+def run_once(cams: Path, out: Path, overrides: list[str]) -> Path:
+    """Run the pipeline over ``cams`` into ``out`` unless a finished run is there."""
+    if (out / "summary.json").is_file():
+        return out
+    config = load_pipeline_config(
+        cams, [f"outputs.dir={out}", "outputs.video=false", "outputs.crops=false", *overrides]
+    )
+    pipeline = Pipeline(config)
+    pipeline.matcher.clear()
+    pipeline.run()
+    pipeline.matcher.clear()
+    return out
+
+
+def synthetic_footage(seed: int, people: int, cameras: int, duration: float) -> tuple[Path, Path]:
+    folder = CACHE / f"synthetic-{people}p{cameras}c{duration:g}s-seed{seed}"
+    cams = folder / "scene" / "cams.yaml"
+    if not cams.is_file():
+        generate_scene(folder / "scene", people, cameras, duration, seed=seed)
+    return cams, folder / "scene" / "gt"
+
+
+def vtest_footage() -> tuple[Path, Path]:
+    """The demo's two virtual cameras and a pseudo ground truth from a full-frame run."""
+    video = fetch_vtest(ROOT / "data")
+    if video is None:
+        raise SystemExit("vtest.avi could not be fetched (needs apt-get); use --footage synthetic")
+    cams = ROOT / "configs/cams/vtest_demo.yaml"
+    folder = CACHE / "vtest"
+    gt = folder / "gt"
+    if not gt.is_dir():
+        spec = yaml.safe_load(cams.read_text())
+        crops = {c["id"]: c["crop"] for c in spec["cameras"]}
+        full = dict(spec)
+        full["cameras"] = [{"id": "full", "source": str(video.resolve()), "fps": 5}]
+        (folder / "full").mkdir(parents=True, exist_ok=True)
+        full_cams = folder / "full" / "cams.yaml"
+        full_cams.write_text(yaml.safe_dump(full))
+        run = run_once(full_cams, folder / "full" / "run", ["redis.namespace=bench-mtmc-gt"])
+        cut_pseudo_ground_truth(run / "boxes.txt", crops, gt)
+    return cams, gt
+
+
+def cut_pseudo_ground_truth(boxes: Path, crops: dict[str, list[int]], gt: Path) -> None:
+    """MOT files per virtual camera from a full-frame run; a box counts in a camera when at
+    least half of its width is inside that camera's crop."""
+    gt.mkdir(parents=True, exist_ok=True)
+    lines: dict[str, list[str]] = {camera: [] for camera in crops}
+    for line in boxes.read_text().splitlines():
+        _, frame, track, x1, y1, x2, y2 = line.split()
+        a, top, b, bottom = float(x1), float(y1), float(x2), float(y2)
+        for camera, (cx, cy, cw, ch) in crops.items():
+            left, right = max(a, cx), min(b, cx + cw)
+            if right - left < 0.5 * (b - a):
+                continue
+            t, u = max(top, cy), min(bottom, cy + ch)
+            box = f"{left - cx:.1f},{t - cy:.1f},{right - left:.1f},{u - t:.1f}"
+            lines[camera].append(f"{frame},{track},{box},1,-1,-1,-1")
+    for camera, rows in lines.items():
+        (gt / f"{camera}.txt").write_text("\n".join(rows) + "\n")
+
+
+def never_link(run: Path, config: MatcherConfig) -> Callable[[str, int], str | None]:
+    return lambda camera, track: f"{camera}:{track}"
+
+
+def greedy(run: Path, config: MatcherConfig) -> Callable[[str, int], str | None]:
+    """Today's online matcher: every summary in the run's order, greedy, never revisited."""
+    matcher = Matcher(
+        client=connect(ARGS.redis), namespace=f"bench-mtmc-{time.time_ns()}", config=config
+    )
+    try:
+        for tracklet, _ in read_summaries(run):
+            matcher.decide(tracklet)
+        found = {
+            (t.camera_id, t.track_id): matcher.identity_of(t.camera_id, t.track_id)
+            for t in read_tracklets(run)
+        }
+    finally:
+        matcher.clear()
+    return lambda camera, track: found.get((camera, track))
+
+
+def reassociate(run: Path, config: MatcherConfig) -> Callable[[str, int], str | None]:
+    tracklets = read_tracklets(run)
+    labels, calibration = cluster_tracklets(tracklets, config)
+    console.log(f"{run.parent.name}: calibrated threshold {calibration.as_dict()}")
+    found = {
+        (t.camera_id, t.track_id): f"c{label}"
+        for t, label in zip(tracklets, labels, strict=True)
+    }
+    return lambda camera, track: found.get((camera, track))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None)
-    parser.add_argument("--people", type=int, default=8)
+    parser.add_argument("--footage", choices=["synthetic", "vtest"], default="synthetic")
+    parser.add_argument("--seeds", default="10,11,12", help="synthetic scene seeds")
+    parser.add_argument("--people", type=int, default=12)
     parser.add_argument("--cameras", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--weights", default="0,0.3", help="attention weights to compare")
-    parser.add_argument("--threshold", type=float, default=0.2, help="matcher.link_threshold")
-    parser.add_argument("--redis", default=None)
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench-mtmc-"))
-    cams = generate_scene(work / "scene", people=args.people, cameras=args.cameras, seed=args.seed)
-    table = Table(
-        title=f"MTMC on the synthetic scene ({args.people} people, {args.cameras} "
-        f"cameras, seed {args.seed}, model {args.model or 'ImageNet fallback'})"
-    )
-    for col in ("attention weight", "identities", "IDF1", "IDP", "IDR"):
+    parser.add_argument("--duration", type=float, default=40.0)
+    parser.add_argument("--model", default=None, help="reid.model (default: ImageNet fallback)")
+    parser.add_argument("--set", action="append", default=[], help="matcher.<key>=<value>")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    global ARGS
+    ARGS = parser.parse_args()
+    extra = [f"reid.model={ARGS.model}"] if ARGS.model else []
+    if ARGS.footage == "vtest":
+        footages = {"vtest": vtest_footage()}
+    else:
+        footages = {
+            f"seed {s}": synthetic_footage(s, ARGS.people, ARGS.cameras, ARGS.duration)
+            for s in (int(v) for v in ARGS.seeds.split(","))
+        }
+    linkers: dict[str, Linker] = {
+        "never link (floor)": never_link,
+        "perfect link (ceiling)": None,  # type: ignore[dict-item]
+        "greedy online (before)": greedy,
+        "re-association": reassociate,
+    }
+    table = Table(title=f"MTMC, {ARGS.footage}, model {ARGS.model or 'ImageNet fallback'}")
+    for col in ("footage", "linker", "identities", "IDF1", "IDP", "IDR"):
         table.add_column(col, justify="right")
-    for weight in (float(w) for w in args.weights.split(",")):
-        overrides = [
-            f"matcher.attention_weight={weight}",
-            f"outputs.dir={work / str(weight)}",
-            f"matcher.link_threshold={args.threshold}",
-            "redis.namespace=bench-mtmc",
-            "outputs.video=false",
-        ]
-        if args.model:
-            overrides.append(f"reid.model={args.model}")
-        if args.redis:
-            overrides.append(f"redis.url={args.redis}")
-        pipeline = Pipeline(load_pipeline_config(cams, overrides))
-        pipeline.matcher.clear()
-        summary = pipeline.run()
-        scores = evaluate_mtmc(cams.parent / "gt", work / str(weight) / "mtmc.txt")
-        table.add_row(
-            f"{weight:.2f}",
-            str(summary["identities"]),
-            *(f"{scores[k]:.1%}" for k in ("idf1", "idp", "idr")),
+    idf1: dict[str, list[float]] = {name: [] for name in linkers}
+    for name, (cams, gt) in footages.items():
+        tag = (ARGS.model or "fallback").replace("/", "_")
+        run = run_once(
+            cams, cams.parent.parent / f"run-{tag}", extra + ["redis.namespace=bench-mtmc"]
         )
-        pipeline.matcher.clear()
-    Console().print(table)
+        pipeline_config = load_pipeline_config(cams, [f"matcher.{kv}" for kv in ARGS.set])
+        for linker_name, linker in linkers.items():
+            if linker is None:
+                identity_of = oracle_identities(gt, run)
+            else:
+                identity_of = linker(run, pipeline_config.matcher)
+            pred = write_mtmc(run, identity_of, run / f"mtmc-{linker_name.split()[0]}.txt")
+            ids = json.loads(pred.with_name("ids.json").read_text())["identities"]
+            scores = evaluate_mtmc(gt, pred)
+            idf1[linker_name].append(scores["idf1"])
+            table.add_row(
+                name,
+                linker_name,
+                str(len(ids)),
+                *(f"{scores[k]:.3f}" for k in ("idf1", "idp", "idr")),
+            )
+        table.add_section()
+    console.print(table)
+    for name, values in idf1.items():
+        console.print(f"{name:>24}: mean IDF1 {statistics.mean(values):.3f} over {len(values)}")
 
 
 if __name__ == "__main__":

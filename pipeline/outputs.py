@@ -1,9 +1,11 @@
 """What a run leaves behind in its output folder.
 
-mtmc.txt          AI City Challenge MTMC format, one line per box:
+mtmc.txt          AI City Challenge MTMC format, one line per box, with the final identities:
                   camera_id obj_id frame_id xmin ymin width height xworld yworld
                   (numeric camera ids and global ids; world coordinates -1: unknown)
 ids.json          numeric ids used in mtmc.txt -> camera ids and identity ids
+boxes.txt, tracklets.jsonl, tracks/*/summary<n>.npz   what re-linking needs
+                  (:mod:`pipeline.run_record`)
 events.jsonl      one JSON object per matcher decision (new_identity, link, update)
 video/<cam>.mp4   annotated video per camera, boxes labelled with global identities
 crops/<identity>/<camera>_<timestamp>_<n>.jpg   site training data (reid-train site)
@@ -18,6 +20,7 @@ import os
 import shutil
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,8 @@ import cv2
 import numpy as np
 
 from pipeline.config import OutputConfig
-from pipeline.matcher import Decision
+from pipeline.matcher import Decision, Tracklet
+from pipeline.run_record import RunRecorder, write_mtmc
 from pipeline.sources import Frame
 from pipeline.tracking import Track
 from pipeline.tracklets import TrackletSummary
@@ -46,7 +50,7 @@ class RunOutputs:
         self.camera_number = {c: i + 1 for i, c in enumerate(camera_ids)}
         self.identity_number: dict[str, int] = {}
         self.identity_of: dict[tuple[str, int], str] = {}
-        self.rows: list[tuple[str, int, int, np.ndarray]] = []
+        self.record = RunRecorder(self.folder)
         self.writers: dict[str, cv2.VideoWriter] = {}
         self.events = (self.folder / "events.jsonl").open("a") if config.events else None
 
@@ -56,7 +60,7 @@ class RunOutputs:
     def frame(self, frame: Frame, tracks: list[Track], fps: float) -> None:
         """Record boxes for mtmc.txt and draw the annotated frame."""
         for t in tracks:
-            self.rows.append((frame.camera_id, t.track_id, frame.index, t.xyxy))
+            self.record.box(frame.camera_id, frame.index, t.track_id, t.xyxy)
         if not self.config.video:
             return
         image = frame.image.copy()
@@ -145,30 +149,22 @@ class RunOutputs:
                     except OSError:
                         shutil.copyfile(source, target)
 
-    def close(self, summary: dict[str, Any]) -> None:
+    def tracklet(self, tracklet: Tracklet, final: bool) -> None:
+        """Keep a summary for re-linking (:mod:`pipeline.run_record`)."""
+        self.record.tracklet(tracklet, final)
+
+    def close(
+        self,
+        summary: dict[str, Any],
+        identities: Callable[[str, int], str | None] | None = None,
+    ) -> None:
+        """Finish the files; ``identities`` gives final identities (after re-association)."""
         for writer in self.writers.values():
             writer.release()
         if self.events is not None:
             self.events.close()
+        self.record.close()
         if self.config.mtmc:
-            with (self.folder / "mtmc.txt").open("w") as handle:
-                for camera, track, frame_index, box in self.rows:
-                    identity = self.identity_of.get((camera, track))
-                    if identity is None:
-                        continue  # a track too short to summarise never got an identity
-                    x1, y1, x2, y2 = box
-                    handle.write(
-                        f"{self.camera_number[camera]} {self.number(identity)} "
-                        f"{frame_index} {x1:.0f} {y1:.0f} {x2 - x1:.0f} {y2 - y1:.0f} "
-                        "-1 -1\n"
-                    )
-        (self.folder / "ids.json").write_text(
-            json.dumps(
-                {
-                    "cameras": {str(n): c for c, n in self.camera_number.items()},
-                    "identities": {str(n): i for i, n in self.identity_number.items()},
-                },
-                indent=2,
-            )
-        )
+            final = identities or (lambda camera, track: self.identity_of.get((camera, track)))
+            write_mtmc(self.folder, final)
         (self.folder / "summary.json").write_text(json.dumps(summary, indent=2))

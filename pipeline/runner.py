@@ -290,6 +290,7 @@ class Pipeline:
                 part.projections,
                 crop_paths,
             )
+            self.outputs.tracklet(tracklet, summary.final)
             start = time.perf_counter()
             if self.publisher is not None:
                 self.publisher.publish(tracklet)

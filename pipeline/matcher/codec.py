@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 
+from pipeline.matcher.types import Sighting, Tracklet
+
 
 def pack(array: np.ndarray, dtype: str) -> tuple[bytes, str]:
     data = np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<"))
@@ -15,3 +17,17 @@ def pack(array: np.ndarray, dtype: str) -> tuple[bytes, str]:
 def unpack(data: bytes, meta: bytes | str) -> np.ndarray:
     dtype, shape = json.loads(meta)
     return np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<")).reshape(shape)
+
+
+def encode_sighting(t: Tracklet) -> str:
+    return "\t".join(
+        [t.camera_id, str(t.track_id), repr(t.start), repr(t.end), json.dumps(list(t.crops))]
+    )
+
+
+def decode_sighting(identity: str, member: bytes | str) -> Sighting:
+    text = member.decode() if isinstance(member, bytes) else member
+    camera, track, start, end, crops = text.split("\t", 4)
+    return Sighting(
+        identity, camera, int(track), float(start), float(end), tuple(json.loads(crops))
+    )

@@ -33,6 +33,13 @@ class MatcherConfig(Settings):
 
     top_k: int = Field(10, ge=1, description="candidate identities re-scored per tracklet")
     link_threshold: float = Field(0.2, gt=0.0, le=1.0)
+    false_link_rate: float = Field(
+        0.01,
+        gt=0.0,
+        lt=0.5,
+        description="re-association links where at most this share of the site's "
+        "known-different pairs (cannot-links) would be linked",
+    )
     attention_weight: float = Field(0.3, ge=0.0, le=1.0, description="w; 0 = feature only")
     exemplars_per_identity: int = Field(8, ge=1)
     retention_s: float = Field(7 * 24 * 3600.0, gt=0.0, description="TTL of all state")

@@ -6,10 +6,13 @@ them together on Redis Cluster; ``v1`` versions the layout)::
     {ns}:v1:version               INT    commits so far (optimistic concurrency)
     {ns}:v1:identities            ZSET   identity -> last update (unix s)
     {ns}:v1:identity:<id>         HASH   created, last_seen (tracklet time), last_camera,
-                                         tracklets, centroid
+                                         tracklets, centroid; merged_into / split_from
     {ns}:v1:exemplars:<id>        HASH   features (f32 K x D), attention (f16 K x r x h x w), shapes
     {ns}:v1:sightings:<id>        ZSET   "<camera>\\t<track>\\t<start>\\t<end>\\t<crops>" -> start
-    {ns}:v1:tracklet:<cam>:<trk>  HASH   identity, camera, track, start, end, crops
+    {ns}:v1:tracklet:<cam>:<trk>  HASH   identity, camera, track, start, end, member,
+                                         vector (f32 mean exemplar, for re-association)
+    {ns}:v1:tracklets             ZSET   "<cam>:<trk>" -> end time (re-association window)
+    {ns}:v1:calibration           HASH   the site's learned link threshold (re-association)
     {ns}:v1:events                STREAM new_identity / link / update events
     {ns}:v1:inbox                 STREAM submitted tracklets (consumer group "matchers")
 """
@@ -38,6 +41,14 @@ class Keys:
     @property
     def events(self) -> str:
         return f"{self.prefix}:events"
+
+    @property
+    def tracklets(self) -> str:
+        return f"{self.prefix}:tracklets"
+
+    @property
+    def calibration(self) -> str:
+        return f"{self.prefix}:calibration"
 
     @property
     def inbox(self) -> str:

@@ -11,7 +11,6 @@ link against a stale gallery, and a tracklet is recorded once however often it i
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import random
 import time
@@ -23,12 +22,14 @@ import numpy as np
 import redis
 import torch
 
-from pipeline.matcher.codec import pack, unpack
+from pipeline.matcher.association import tracklet_vectors
+from pipeline.matcher.codec import decode_sighting, encode_sighting, pack, unpack
 from pipeline.matcher.config import MatcherConfig
 from pipeline.matcher.connection import RETRY_ERRORS, RedisUnavailable, connect
 from pipeline.matcher.gates import rejection
 from pipeline.matcher.index import IdentityIndex
 from pipeline.matcher.keys import Keys
+from pipeline.matcher.relink import Reassociator, RelinkReport
 from pipeline.matcher.types import Decision, Sighting, Tracklet
 from reid.runtime.consistency import ConsistencyScorer
 
@@ -46,20 +47,6 @@ class MatcherBusy(RuntimeError):
 class Exemplars:
     features: np.ndarray  # [M, D] float32
     attention: np.ndarray | None  # [M, r, h, w] or None
-
-
-def encode_sighting(t: Tracklet) -> str:
-    return "\t".join(
-        [t.camera_id, str(t.track_id), repr(t.start), repr(t.end), json.dumps(list(t.crops))]
-    )
-
-
-def decode_sighting(identity: str, member: bytes | str) -> Sighting:
-    text = member.decode() if isinstance(member, bytes) else member
-    camera, track, start, end, crops = text.split("\t", 4)
-    return Sighting(
-        identity, camera, int(track), float(start), float(end), tuple(json.loads(crops))
-    )
 
 
 def _text(value: bytes | str | None) -> str | None:
@@ -148,9 +135,11 @@ class Matcher:
                 continue  # already applied (our own commit, or a bootstrap overlap)
             if version != self._version + 1:
                 return False
-            self.index.upsert(
-                fields[b"identity"].decode(), unpack(fields[b"centroid"], fields[b"centroid_meta"])
-            )
+            identity = fields[b"identity"].decode()
+            if fields[b"type"] == b"merge":
+                self.index.remove(identity)
+            else:
+                self.index.upsert(identity, unpack(fields[b"centroid"], fields[b"centroid_meta"]))
             self._version = version
             self._cursor = event_id.decode()
         return True
@@ -282,6 +271,7 @@ class Matcher:
                 keys.sightings(identity),
                 keys.tracklet(tracklet.camera_id, tracklet.track_id),
                 keys.events,
+                keys.tracklets,
             ],
             args=[
                 self._version,
@@ -302,6 +292,8 @@ class Matcher:
                 repr(time.time()),
                 int(self.config.retention_s),
                 self.config.events_maxlen,
+                *pack(tracklet_vectors([tracklet])[0], "float32"),
+                f"{tracklet.camera_id}:{tracklet.track_id}",
             ],
         )
         self.round_trips += 1
@@ -377,6 +369,22 @@ class Matcher:
             if ex is not None
         ]
         return sorted(scored, key=lambda item: -item[1])
+
+    def relink(self, since: float | None = None) -> RelinkReport:
+        """Re-associate the tracklets that ended at or after ``since`` (footage time; all when
+        None) and apply merges and splits atomically (:mod:`pipeline.matcher.relink`)."""
+        return self.call_with_retry(Reassociator(self).run, since)
+
+    def resolve(self, identity: str) -> str:
+        """The identity ``identity`` now lives on as (itself unless it was merged)."""
+        for _ in range(64):  # merge chains are short; the bound only guards against a cycle
+            into = _text(
+                self.call_with_retry(self.redis.hget, self.keys.identity(identity), "merged_into")
+            )
+            if into is None:
+                return identity
+            identity = into
+        return identity
 
     def identity_of(self, camera_id: str, track_id: int) -> str | None:
         return _text(

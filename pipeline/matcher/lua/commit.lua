@@ -5,11 +5,13 @@
 -- returns its identity with 'duplicate'.
 --
 -- KEYS: 1 version  2 identities  3 identity  4 exemplars  5 sightings  6 tracklet  7 events
+--       8 tracklets (time index for re-association)
 -- ARGV: 1 expected version   2 identity id   3 action (new_identity|link|update)
 --       4 camera  5 track  6 start  7 end  8 sighting member
 --       9 features  10 features meta  11 attention ('' = none)  12 attention meta
 --       13 centroid  14 centroid meta  15 distance ('' = none)  16 now  17 ttl seconds
---       18 events maxlen
+--       18 events maxlen  19 tracklet vector (mean exemplar, for re-association)
+--       20 vector meta  21 tracklet ref (camera:track)
 
 local identity, action = ARGV[2], ARGV[3]
 local recorded = redis.call('HGET', KEYS[6], 'identity')
@@ -50,7 +52,9 @@ local old_member = redis.call('HGET', KEYS[6], 'member')
 if old_member then redis.call('ZREM', KEYS[5], old_member) end
 redis.call('ZADD', KEYS[5], ARGV[6], ARGV[8])
 redis.call('HSET', KEYS[6], 'identity', identity, 'camera', ARGV[4], 'track', ARGV[5],
-  'start', ARGV[6], 'end', ARGV[7], 'member', ARGV[8])
+  'start', ARGV[6], 'end', ARGV[7], 'member', ARGV[8], 'vector', ARGV[19],
+  'vector_meta', ARGV[20])
+redis.call('ZADD', KEYS[8], ARGV[7], ARGV[21])
 redis.call('ZADD', KEYS[2], now, identity)  -- wall clock: retention is wall-clock too
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. tostring(tonumber(now) - ttl))
 local version = redis.call('INCR', KEYS[1])
@@ -58,5 +62,5 @@ redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[18], '*', 'type', action,
   'identity', identity, 'camera', ARGV[4], 'track', ARGV[5], 'start', ARGV[6],
   'end', ARGV[7], 'distance', ARGV[15], 'centroid', ARGV[13], 'centroid_meta', ARGV[14],
   'version', version, 'last_seen', last_seen, 'time', now)
-for i = 1, 7 do redis.call('EXPIRE', KEYS[i], ttl) end
+for i = 1, 8 do redis.call('EXPIRE', KEYS[i], ttl) end
 return {identity, action}

@@ -1,0 +1,63 @@
+-- Atomically apply a re-association plan: move tracklets between identities, rewrite the
+-- affected identities (exemplars, centroid, counts), retire merged identities with a
+-- 'merged_into' pointer. Same optimistic concurrency as commit.lua: written only if the
+-- gallery version is still ARGV[1]; otherwise 'retry'. One event (and version) per
+-- identity touched, so other matchers' indexes follow.
+--
+-- KEYS: 1 version  2 identities  3 events  4.. the keys the plan refers to by index
+-- ARGV: 1 expected version  2 now  3 ttl seconds  4 events maxlen  5 plan (JSON)
+--       6.. blobs the plan refers to by index (ARGV[5 + n])
+-- plan: {moves = [[tracklet key, from sightings key, to sightings key, identity]],
+--        identities = [{id, kind, from, hash, exemplars, sightings, features, features_meta,
+--                       centroid, centroid_meta, tracklets, last_seen, last_camera}],
+--        merges = [{id, into, hash, exemplars, sightings}]}   (key fields: KEYS indexes)
+
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then
+  return {'retry', ''}
+end
+local now, ttl, maxlen = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local plan = cjson.decode(ARGV[5])
+local function blob(n) return ARGV[5 + n] end
+
+for _, move in ipairs(plan.moves) do
+  local tracklet = KEYS[move[1]]
+  local member = redis.call('HGET', tracklet, 'member')
+  local start = redis.call('HGET', tracklet, 'start')
+  redis.call('ZREM', KEYS[move[2]], member)
+  redis.call('ZADD', KEYS[move[3]], start, member)
+  redis.call('HSET', tracklet, 'identity', move[4])
+end
+
+local version
+for _, id in ipairs(plan.identities) do
+  local hash = KEYS[id.hash]
+  redis.call('HSETNX', hash, 'created', now)
+  redis.call('HDEL', hash, 'merged_into')
+  redis.call('HSET', hash, 'last_seen', id.last_seen, 'last_camera', id.last_camera,
+    'tracklets', id.tracklets, 'centroid', blob(id.centroid), 'centroid_meta', id.centroid_meta)
+  if id.kind == 'split' then redis.call('HSET', hash, 'split_from', id.from) end
+  redis.call('DEL', KEYS[id.exemplars])
+  redis.call('HSET', KEYS[id.exemplars], 'features', blob(id.features),
+    'features_meta', id.features_meta)
+  redis.call('ZADD', KEYS[2], now, id.id)
+  version = redis.call('INCR', KEYS[1])
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', 'type', id.kind, 'identity', id.id,
+    'from', id.from, 'centroid', blob(id.centroid), 'centroid_meta', id.centroid_meta,
+    'version', version, 'last_seen', id.last_seen, 'time', now)
+  for _, key in ipairs({hash, KEYS[id.exemplars], KEYS[id.sightings]}) do
+    redis.call('EXPIRE', key, ttl)
+  end
+end
+
+for _, m in ipairs(plan.merges) do
+  redis.call('HSET', KEYS[m.hash], 'merged_into', m.into)
+  redis.call('HDEL', KEYS[m.hash], 'centroid', 'centroid_meta')
+  redis.call('DEL', KEYS[m.exemplars], KEYS[m.sightings])
+  redis.call('ZREM', KEYS[2], m.id)
+  version = redis.call('INCR', KEYS[1])
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', 'type', 'merge', 'identity', m.id,
+    'into', m.into, 'version', version, 'time', now)
+  redis.call('EXPIRE', KEYS[m.hash], ttl)
+end
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ttl) end
+return {'ok', tostring(version or ARGV[1])}

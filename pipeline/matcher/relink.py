@@ -1,0 +1,352 @@
+"""Re-association in Redis: re-cluster a window of recorded tracklets and apply the merges
+and splits atomically (``lua/reassign.lua``), so early mistakes of the online matcher are
+repaired when later evidence disagrees.
+
+Clusters are mapped back to identities by overlap: each identity stays with the cluster
+holding most of its tracklets (each cluster keeps at most one identity); a cluster that keeps
+none founds a new identity (a *split*, ``split_from`` recorded); an identity left with no
+tracklet is *merged* into the identity that took most of its tracklets (``merged_into``
+recorded, so its old id still resolves).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pipeline.matcher.association import Calibration, cluster_tracklets
+from pipeline.matcher.codec import decode_sighting, pack, unpack
+from pipeline.matcher.types import Tracklet
+
+if TYPE_CHECKING:
+    from pipeline.matcher.matcher import Matcher
+
+REASSIGN_SCRIPT = resources.files("pipeline.matcher").joinpath("lua/reassign.lua").read_text()
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A tracklet as the matcher recorded it: its identity and mean exemplar vector."""
+
+    camera_id: str
+    track_id: int
+    start: float
+    end: float
+    identity: str
+    vector: np.ndarray
+
+    @property
+    def ref(self) -> str:
+        return f"{self.camera_id}:{self.track_id}"
+
+    def as_tracklet(self) -> Tracklet:
+        return Tracklet(self.camera_id, self.track_id, self.start, self.end, self.vector[None])
+
+
+@dataclass
+class RelinkPlan:
+    moves: list[tuple[str, str, str]] = field(default_factory=list)  # (ref, from, to)
+    splits: dict[str, str] = field(default_factory=dict)  # new identity -> split from
+    merges: dict[str, str] = field(default_factory=dict)  # retired identity -> survivor
+    members: dict[str, list[str]] = field(default_factory=dict)  # touched id -> window refs
+
+
+def plan_relink(
+    window: Sequence[Recorded],
+    labels: Sequence[int],
+    outside: dict[str, int],
+    new_id: Callable[[str], str],
+) -> RelinkPlan:
+    """What to change so identities follow the clusters ``labels`` of ``window``.
+
+    ``outside``: per identity, how many of its tracklets lie outside the window (they stay);
+    ``new_id(ref)``: the id a split founded by tracklet ``ref`` gets.
+    """
+    clusters: dict[int, list[int]] = defaultdict(list)
+    for n, label in enumerate(labels):
+        clusters[label].append(n)
+    overlap = sorted(
+        (
+            (-count, min(window[n].ref for n in members), label, identity)
+            for label, members in clusters.items()
+            for identity, count in Counter(window[n].identity for n in members).items()
+        ),
+    )
+    owner: dict[int, str] = {}
+    taken: set[str] = set()
+    for _, _, label, identity in overlap:
+        if label not in owner and identity not in taken:
+            owner[label] = identity
+            taken.add(identity)
+    plan = RelinkPlan()
+    for label, members in sorted(clusters.items()):
+        if label not in owner:
+            founder = min(members, key=lambda n: (window[n].start, window[n].ref))
+            owner[label] = new_id(window[founder].ref)
+            majority = Counter(window[n].identity for n in members).most_common(1)[0][0]
+            plan.splits[owner[label]] = majority
+    before: dict[str, list[int]] = defaultdict(list)
+    after: dict[str, list[int]] = defaultdict(list)
+    for label, members in clusters.items():
+        for n in members:
+            before[window[n].identity].append(n)
+            after[owner[label]].append(n)
+            if window[n].identity != owner[label]:
+                plan.moves.append((window[n].ref, window[n].identity, owner[label]))
+    moved_from = {m[1] for m in plan.moves}
+    moved_to = {m[2] for m in plan.moves}
+    for identity in moved_from:
+        if not after.get(identity) and not outside.get(identity):
+            destinations = Counter(m[2] for m in plan.moves if m[1] == identity)
+            plan.merges[identity] = destinations.most_common(1)[0][0]
+    for identity in (moved_from | moved_to) - set(plan.merges):
+        plan.members[identity] = [window[n].ref for n in after.get(identity, [])]
+    return plan
+
+
+@dataclass(frozen=True)
+class RelinkReport:
+    tracklets: int
+    clusters: int
+    moves: int
+    splits: dict[str, str]
+    merges: dict[str, str]
+    calibration: Calibration
+    seconds: float
+    round_trips: int
+
+    def as_dict(self) -> dict:
+        return {
+            "tracklets": self.tracklets,
+            "clusters": self.clusters,
+            "moves": self.moves,
+            "splits": self.splits,
+            "merges": self.merges,
+            "calibration": self.calibration.as_dict(),
+            "seconds": round(self.seconds, 3),
+            "round_trips": self.round_trips,
+        }
+
+
+class Reassociator:
+    """Runs re-association for one :class:`Matcher` (its Redis, namespace and config)."""
+
+    def __init__(self, matcher: Matcher) -> None:
+        self.matcher = matcher
+        self.keys = matcher.keys
+        self.redis = matcher.redis
+        self._script = self.redis.register_script(REASSIGN_SCRIPT)
+        self.round_trips = 0
+
+    def _window(self, since: float | None) -> tuple[int, list[Recorded]]:
+        refs = self.redis.zrangebyscore(
+            self.keys.tracklets, "-inf" if since is None else since, "+inf"
+        )
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.get(self.keys.version)
+        fields = ("identity", "start", "end", "vector", "vector_meta")
+        for ref in refs:
+            camera, track = ref.decode().rsplit(":", 1)
+            pipe.hmget(self.keys.tracklet(camera, int(track)), *fields)
+        version, *rows = pipe.execute()
+        self.round_trips += 2
+        window = []
+        for ref, (identity, start, end, vector, meta) in zip(refs, rows, strict=True):
+            if identity is None or vector is None:
+                continue  # expired, or recorded before re-association existed
+            camera, track = ref.decode().rsplit(":", 1)
+            window.append(
+                Recorded(
+                    camera,
+                    int(track),
+                    float(start),
+                    float(end),
+                    identity.decode(),
+                    unpack(vector, meta).astype(np.float32),
+                )
+            )
+        return int(version or 0), window
+
+    def _outside(self, identities: set[str], window_refs: set[str]) -> dict[str, list[Recorded]]:
+        """Each identity's recorded tracklets that are not in the window."""
+        names = sorted(identities)
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.zrange(self.keys.sightings(name), 0, -1)
+        sightings = {
+            name: [decode_sighting(name, m) for m in members]
+            for name, members in zip(names, pipe.execute(), strict=True)
+        }
+        self.round_trips += 1
+        wanted = [
+            s
+            for name in names
+            for s in sightings[name]
+            if f"{s.camera_id}:{s.track_id}" not in window_refs
+        ]
+        pipe = self.redis.pipeline(transaction=False)
+        for s in wanted:
+            pipe.hmget(self.keys.tracklet(s.camera_id, s.track_id), "vector", "vector_meta")
+        rows = pipe.execute() if wanted else []
+        self.round_trips += 1 if wanted else 0
+        found: dict[str, list[Recorded]] = {name: [] for name in names}
+        for s, (vector, meta) in zip(wanted, rows, strict=True):
+            if vector is not None:
+                found[s.identity].append(
+                    Recorded(
+                        s.camera_id,
+                        s.track_id,
+                        s.start,
+                        s.end,
+                        s.identity,
+                        unpack(vector, meta).astype(np.float32),
+                    )
+                )
+            else:
+                found[s.identity].append(
+                    Recorded(s.camera_id, s.track_id, s.start, s.end, s.identity, np.empty(0))
+                )
+        return found
+
+    def run(self, since: float | None = None) -> RelinkReport:
+        """Re-cluster the tracklets that ended at or after ``since`` (all when None)."""
+        started = time.perf_counter()
+        self.round_trips = 0
+        config = self.matcher.config
+        for _ in range(config.max_retries):
+            version, window = self._window(since)
+            labels, calibration = cluster_tracklets([r.as_tracklet() for r in window], config)
+            if calibration.learned:
+                self._store(calibration)
+            by_ref = {r.ref: r for r in window}
+            current = {r.identity for r in window}
+            outside = self._outside(current, set(by_ref)) if window else {}
+            plan = plan_relink(
+                window,
+                labels,
+                {name: len(rows) for name, rows in outside.items()},
+                lambda ref, v=version: self._split_id(ref, v),
+            )
+            if not plan.moves:
+                status = "ok"
+                break
+            status = self._apply(version, plan, by_ref, outside)
+            if status == "ok":
+                break
+        else:
+            raise RuntimeError(f"re-association lost {config.max_retries} times to live matchers")
+        return RelinkReport(
+            len(window),
+            len(set(labels)),
+            len(plan.moves),
+            plan.splits,
+            plan.merges,
+            calibration,
+            time.perf_counter() - started,
+            self.round_trips,
+        )
+
+    def _store(self, calibration: Calibration) -> None:
+        """Keep the site's calibration in Redis (``reid-query`` and the page show it)."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(
+            self.keys.calibration,
+            mapping={k: json.dumps(v) for k, v in calibration.as_dict().items()},
+        )
+        pipe.expire(self.keys.calibration, int(self.matcher.config.retention_s))
+        pipe.execute()
+        self.round_trips += 1
+
+    def _split_id(self, ref: str, version: int) -> str:
+        seed = f"{self.keys.namespace}|split|{ref}|{version}"
+        return "p" + hashlib.sha1(seed.encode()).hexdigest()[:12]
+
+    def _apply(
+        self,
+        version: int,
+        plan: RelinkPlan,
+        by_ref: dict[str, Recorded],
+        outside: dict[str, list[Recorded]],
+    ) -> str:
+        keys: list[str] = [self.keys.version, self.keys.identities, self.keys.events]
+        blobs: list[bytes] = []
+
+        def key(name: str) -> int:
+            keys.append(name)
+            return len(keys)
+
+        def blob(data: bytes) -> int:
+            blobs.append(data)
+            return len(blobs)
+
+        moves = []
+        for ref, source, target in plan.moves:
+            camera, track = ref.rsplit(":", 1)
+            moves.append(
+                [
+                    key(self.keys.tracklet(camera, int(track))),
+                    key(self.keys.sightings(source)),
+                    key(self.keys.sightings(target)),
+                    target,
+                ]
+            )
+        m = self.matcher.config.exemplars_per_identity
+        identities = []
+        for name, refs in plan.members.items():
+            rows = [by_ref[r] for r in refs] + [r for r in outside.get(name, []) if r.vector.size]
+            if not rows:
+                continue
+            rows.sort(key=lambda r: r.end)
+            features = np.stack([r.vector for r in rows[-m:]])
+            centroid = features.mean(axis=0)
+            centroid /= max(float(np.linalg.norm(centroid)), 1e-12)
+            features_blob, features_meta = pack(features, "float32")
+            centroid_blob, centroid_meta = pack(centroid, "float32")
+            identities.append(
+                {
+                    "id": name,
+                    "kind": "split" if name in plan.splits else "relink",
+                    "from": plan.splits.get(name, ""),
+                    "hash": key(self.keys.identity(name)),
+                    "exemplars": key(self.keys.exemplars(name)),
+                    "sightings": key(self.keys.sightings(name)),
+                    "features": blob(features_blob),
+                    "features_meta": features_meta,
+                    "centroid": blob(centroid_blob),
+                    "centroid_meta": centroid_meta,
+                    "tracklets": len(refs) + len(outside.get(name, [])),
+                    "last_seen": repr(rows[-1].end),
+                    "last_camera": rows[-1].camera_id,
+                }
+            )
+        merges = [
+            {
+                "id": name,
+                "into": into,
+                "hash": key(self.keys.identity(name)),
+                "exemplars": key(self.keys.exemplars(name)),
+                "sightings": key(self.keys.sightings(name)),
+            }
+            for name, into in plan.merges.items()
+        ]
+        status, _ = self._script(
+            keys=keys,
+            args=[
+                version,
+                repr(time.time()),
+                int(self.matcher.config.retention_s),
+                self.matcher.config.events_maxlen,
+                json.dumps({"moves": moves, "identities": identities, "merges": merges}),
+                *blobs,
+            ],
+        )
+        self.round_trips += 1
+        return status.decode() if isinstance(status, bytes) else status

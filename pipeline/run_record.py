@@ -1,0 +1,149 @@
+"""What a run keeps so its tracklets can be re-linked without detecting again.
+
+    boxes.txt          one line per tracked box, written as frames are processed:
+                       ``camera frame track x1 y1 x2 y2`` (local track ids)
+    tracklets.jsonl    one JSON line per tracklet summary, in the order they were decided:
+                       camera, track, start, end, final, crops, embedding file
+    tracks/<camera>_<track>/summary<n>.npz   that summary's features (and projections)
+
+Re-linking (``reid-pipeline relink``, ``benchmarks.mtmc``) reads the summaries back as
+:class:`~pipeline.matcher.Tracklet` objects and rewrites ``mtmc.txt`` from ``boxes.txt``
+with new identities.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from pipeline.matcher.types import Tracklet
+
+BOXES = "boxes.txt"
+TRACKLETS = "tracklets.jsonl"
+
+
+class RunRecordError(ValueError):
+    """A run folder lacks what re-linking needs, or holds malformed records."""
+
+
+class RunRecorder:
+    """Appends a run's boxes and tracklet summaries to its output folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._boxes: TextIO = (folder / BOXES).open("w")
+        self._tracklets: TextIO = (folder / TRACKLETS).open("w")
+        self._summaries: dict[tuple[str, int], int] = {}
+
+    def box(self, camera: str, frame: int, track: int, xyxy: np.ndarray) -> None:
+        x1, y1, x2, y2 = (float(v) for v in xyxy)
+        self._boxes.write(f"{camera} {frame} {track} {x1:.1f} {y1:.1f} {x2:.1f} {y2:.1f}\n")
+
+    def tracklet(self, tracklet: Tracklet, final: bool) -> None:
+        key = (tracklet.camera_id, tracklet.track_id)
+        n = self._summaries[key] = self._summaries.get(key, -1) + 1
+        folder = self.folder / "tracks" / f"{tracklet.camera_id}_{tracklet.track_id}"
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays = {"features": tracklet.features}
+        if tracklet.attention is not None:
+            arrays["attention"] = tracklet.attention.astype(np.float16)
+        np.savez(folder / f"summary{n}.npz", **arrays)
+        record = {
+            "camera": tracklet.camera_id,
+            "track": tracklet.track_id,
+            "start": tracklet.start,
+            "end": tracklet.end,
+            "final": final,
+            "crops": list(tracklet.crops),
+            "embedding": str((folder / f"summary{n}.npz").relative_to(self.folder)),
+        }
+        self._tracklets.write(json.dumps(record) + "\n")
+        self._tracklets.flush()
+
+    def close(self) -> None:
+        self._boxes.close()
+        self._tracklets.close()
+
+
+def read_summaries(run: str | Path) -> Iterator[tuple[Tracklet, bool]]:
+    """Every summary of the run, in decision order, with its ``final`` flag."""
+    run = Path(run)
+    path = run / TRACKLETS
+    if not path.is_file():
+        raise RunRecordError(
+            f"{path} does not exist: re-linking needs a run made by reid-pipeline "
+            "(outputs.dir of that run)"
+        )
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            record = json.loads(line)
+            with np.load(run / record["embedding"]) as arrays:
+                attention = arrays["attention"] if "attention" in arrays else None
+                features = arrays["features"]
+            tracklet = Tracklet(
+                record["camera"],
+                int(record["track"]),
+                float(record["start"]),
+                float(record["end"]),
+                features,
+                attention,
+                tuple(record["crops"]),
+            )
+        except (ValueError, KeyError, OSError) as exc:
+            raise RunRecordError(f"{path}:{number}: {exc}") from exc
+        yield tracklet, bool(record["final"])
+
+
+def read_tracklets(run: str | Path) -> list[Tracklet]:
+    """The latest summary of every tracklet of the run, ordered by end time."""
+    latest: dict[tuple[str, int], Tracklet] = {}
+    for tracklet, _ in read_summaries(run):
+        latest[(tracklet.camera_id, tracklet.track_id)] = tracklet
+    return sorted(latest.values(), key=lambda t: (t.end, t.camera_id, t.track_id))
+
+
+def write_mtmc(
+    run: str | Path, identity_of: Callable[[str, int], str | None], out: str | Path | None = None
+) -> Path:
+    """``mtmc.txt`` (AI City format) and ``ids.json`` from ``boxes.txt`` and final identities.
+
+    Boxes of tracks that never got an identity (too short to summarise) are left out.
+    """
+    run = Path(run)
+    out = Path(out) if out is not None else run / "mtmc.txt"
+    source = run / BOXES
+    if not source.is_file():
+        raise RunRecordError(f"{source} does not exist: the run recorded no boxes")
+    cameras: dict[str, int] = {}
+    numbers: dict[str, int] = {}
+    cache: dict[tuple[str, int], str | None] = {}
+    with source.open() as boxes, out.open("w") as handle:
+        for line in boxes:
+            camera, frame, track, x1, y1, x2, y2 = line.split()
+            key = (camera, int(track))
+            if key not in cache:
+                cache[key] = identity_of(*key)
+            identity = cache[key]
+            cameras.setdefault(camera, len(cameras) + 1)
+            if identity is None:
+                continue
+            number = numbers.setdefault(identity, len(numbers) + 1)
+            left, top, right, bottom = float(x1), float(y1), float(x2), float(y2)
+            handle.write(
+                f"{cameras[camera]} {number} {frame} {left:.0f} {top:.0f} "
+                f"{right - left:.0f} {bottom - top:.0f} -1 -1\n"
+            )
+    out.with_name("ids.json").write_text(
+        json.dumps(
+            {
+                "cameras": {str(n): c for c, n in cameras.items()},
+                "identities": {str(n): i for i, n in numbers.items()},
+            },
+            indent=2,
+        )
+    )
+    return out
