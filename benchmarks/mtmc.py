@@ -58,16 +58,20 @@ def run_once(cams: Path, out: Path, overrides: list[str]) -> Path:
     return out
 
 
-def synthetic_footage(seed: int, people: int, cameras: int, duration: float) -> tuple[Path, Path]:
+def synthetic_footage(
+    seed: int, people: int, cameras: int, duration: float
+) -> tuple[Path, Path, Path]:
+    """(cams.yaml, ground truth, cache folder) of one synthetic scene."""
     folder = CACHE / f"synthetic-{people}p{cameras}c{duration:g}s-seed{seed}"
     cams = folder / "scene" / "cams.yaml"
     if not cams.is_file():
         generate_scene(folder / "scene", people, cameras, duration, seed=seed)
-    return cams, folder / "scene" / "gt"
+    return cams, folder / "scene" / "gt", folder
 
 
-def vtest_footage() -> tuple[Path, Path]:
-    """The demo's two virtual cameras and a pseudo ground truth from a full-frame run."""
+def vtest_footage() -> tuple[Path, Path, Path]:
+    """The demo's two virtual cameras and a pseudo ground truth from a full-frame run at the
+    video's own resolution (768 px, lower confidence: more complete than the demo's 416 px)."""
     video = fetch_vtest(ROOT / "data")
     if video is None:
         raise SystemExit("vtest.avi could not be fetched (needs apt-get); use --footage synthetic")
@@ -79,12 +83,13 @@ def vtest_footage() -> tuple[Path, Path]:
         crops = {c["id"]: c["crop"] for c in spec["cameras"]}
         full = dict(spec)
         full["cameras"] = [{"id": "full", "source": str(video.resolve()), "fps": 5}]
+        full["detector"] = {**full["detector"], "imgsz": 768, "conf": 0.25}
         (folder / "full").mkdir(parents=True, exist_ok=True)
         full_cams = folder / "full" / "cams.yaml"
         full_cams.write_text(yaml.safe_dump(full))
         run = run_once(full_cams, folder / "full" / "run", ["redis.namespace=bench-mtmc-gt"])
         cut_pseudo_ground_truth(run / "boxes.txt", crops, gt)
-    return cams, gt
+    return cams, gt, folder
 
 
 def cut_pseudo_ground_truth(boxes: Path, crops: dict[str, list[int]], gt: Path) -> None:
@@ -132,8 +137,7 @@ def reassociate(run: Path, config: MatcherConfig) -> Callable[[str, int], str | 
     labels, calibration = cluster_tracklets(tracklets, config)
     console.log(f"{run.parent.name}: calibrated threshold {calibration.as_dict()}")
     found = {
-        (t.camera_id, t.track_id): f"c{label}"
-        for t, label in zip(tracklets, labels, strict=True)
+        (t.camera_id, t.track_id): f"c{label}" for t, label in zip(tracklets, labels, strict=True)
     }
     return lambda camera, track: found.get((camera, track))
 
@@ -168,11 +172,9 @@ def main() -> None:
     for col in ("footage", "linker", "identities", "IDF1", "IDP", "IDR"):
         table.add_column(col, justify="right")
     idf1: dict[str, list[float]] = {name: [] for name in linkers}
-    for name, (cams, gt) in footages.items():
+    for name, (cams, gt, folder) in footages.items():
         tag = (ARGS.model or "fallback").replace("/", "_")
-        run = run_once(
-            cams, cams.parent.parent / f"run-{tag}", extra + ["redis.namespace=bench-mtmc"]
-        )
+        run = run_once(cams, folder / f"run-{tag}", extra + ["redis.namespace=bench-mtmc"])
         pipeline_config = load_pipeline_config(cams, [f"matcher.{kv}" for kv in ARGS.set])
         for linker_name, linker in linkers.items():
             if linker is None:

@@ -29,6 +29,7 @@ import numpy as np
 
 from pipeline.config import OutputConfig
 from pipeline.matcher import Decision, Tracklet
+from pipeline.matcher.relink import RelinkReport
 from pipeline.run_record import RunRecorder, write_mtmc
 from pipeline.sources import Frame
 from pipeline.tracking import Track
@@ -47,9 +48,10 @@ class RunOutputs:
     def __init__(self, folder: str | Path, config: OutputConfig, camera_ids: list[str]) -> None:
         self.folder, self.config = Path(folder), config
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.camera_number = {c: i + 1 for i, c in enumerate(camera_ids)}
+        self.camera_ids = camera_ids
         self.identity_number: dict[str, int] = {}
         self.identity_of: dict[tuple[str, int], str] = {}
+        self.crops_of: dict[tuple[str, int], tuple[float, tuple[str, ...]]] = {}
         self.record = RunRecorder(self.folder)
         self.writers: dict[str, cv2.VideoWriter] = {}
         self.events = (self.folder / "events.jsonl").open("a") if config.events else None
@@ -138,11 +140,18 @@ class RunOutputs:
                 + "\n"
             )
             self.events.flush()
-        if self.config.crops:
-            folder = self.folder / "crops" / decision.identity
+        self.crops_of[(summary.camera_id, summary.track_id)] = (summary.end, crops)
+
+    def _write_crops(self, identity_of: Callable[[str, int], str | None]) -> None:
+        """crops/<identity>/: every tracklet's crops under its final identity."""
+        for (camera, track), (end, crops) in self.crops_of.items():
+            identity = identity_of(camera, track)
+            if identity is None:
+                continue
+            folder = self.folder / "crops" / identity
             folder.mkdir(parents=True, exist_ok=True)
             for n, source in enumerate(crops):
-                target = folder / f"{summary.camera_id}_{summary.end:.3f}_{summary.track_id}{n}.jpg"
+                target = folder / f"{camera}_{end:.3f}_{track}{n}.jpg"
                 if not target.exists():
                     try:
                         os.link(source, target)
@@ -152,6 +161,23 @@ class RunOutputs:
     def tracklet(self, tracklet: Tracklet, final: bool) -> None:
         """Keep a summary for re-linking (:mod:`pipeline.run_record`)."""
         self.record.tracklet(tracklet, final)
+
+    def relink(self, report: RelinkReport) -> None:
+        """Record re-association's merges and splits in events.jsonl."""
+        if self.events is None:
+            return
+        now = time.time()
+        for source, target in report.merges.items():
+            self.events.write(
+                json.dumps({"time": now, "type": "merge", "identity": source, "into": target})
+                + "\n"
+            )
+        for identity, source in report.splits.items():
+            self.events.write(
+                json.dumps({"time": now, "type": "split", "identity": identity, "from": source})
+                + "\n"
+            )
+        self.events.flush()
 
     def close(
         self,
@@ -164,7 +190,12 @@ class RunOutputs:
         if self.events is not None:
             self.events.close()
         self.record.close()
+        final = identities or (lambda camera, track: self.identity_of.get((camera, track)))
+        if identities is not None:  # one lookup per tracklet, shared by both outputs
+            found = {key: identities(*key) for key in self.identity_of}
+            final = lambda camera, track: found.get((camera, track))  # noqa: E731
+        if self.config.crops:
+            self._write_crops(final)
         if self.config.mtmc:
-            final = identities or (lambda camera, track: self.identity_of.get((camera, track)))
-            write_mtmc(self.folder, final)
+            write_mtmc(self.folder, final, cameras=self.camera_ids)
         (self.folder / "summary.json").write_text(json.dumps(summary, indent=2))

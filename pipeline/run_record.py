@@ -14,7 +14,7 @@ with new identities.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -107,18 +107,22 @@ def read_tracklets(run: str | Path) -> list[Tracklet]:
 
 
 def write_mtmc(
-    run: str | Path, identity_of: Callable[[str, int], str | None], out: str | Path | None = None
+    run: str | Path,
+    identity_of: Callable[[str, int], str | None],
+    out: str | Path | None = None,
+    cameras: Sequence[str] = (),
 ) -> Path:
     """``mtmc.txt`` (AI City format) and ``ids.json`` from ``boxes.txt`` and final identities.
 
-    Boxes of tracks that never got an identity (too short to summarise) are left out.
+    Cameras are numbered in the order of ``cameras`` (then as they appear); boxes of tracks
+    that never got an identity (too short to summarise) are left out.
     """
     run = Path(run)
     out = Path(out) if out is not None else run / "mtmc.txt"
     source = run / BOXES
     if not source.is_file():
         raise RunRecordError(f"{source} does not exist: the run recorded no boxes")
-    cameras: dict[str, int] = {}
+    numbering = {camera: n for n, camera in enumerate(cameras, 1)}
     numbers: dict[str, int] = {}
     cache: dict[tuple[str, int], str | None] = {}
     with source.open() as boxes, out.open("w") as handle:
@@ -128,19 +132,19 @@ def write_mtmc(
             if key not in cache:
                 cache[key] = identity_of(*key)
             identity = cache[key]
-            cameras.setdefault(camera, len(cameras) + 1)
+            numbering.setdefault(camera, len(numbering) + 1)
             if identity is None:
                 continue
             number = numbers.setdefault(identity, len(numbers) + 1)
             left, top, right, bottom = float(x1), float(y1), float(x2), float(y2)
             handle.write(
-                f"{cameras[camera]} {number} {frame} {left:.0f} {top:.0f} "
+                f"{numbering[camera]} {number} {frame} {left:.0f} {top:.0f} "
                 f"{right - left:.0f} {bottom - top:.0f} -1 -1\n"
             )
     out.with_name("ids.json").write_text(
         json.dumps(
             {
-                "cameras": {str(n): c for c, n in cameras.items()},
+                "cameras": {str(n): c for c, n in numbering.items()},
                 "identities": {str(n): i for i, n in numbers.items()},
             },
             indent=2,

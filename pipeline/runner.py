@@ -30,7 +30,7 @@ from reid.runtime import Embedder, Embeddings, load_embedder
 from reid.runtime.consistency import ConsistencyScorer
 
 log = logging.getLogger(__name__)
-STAGES = ("read", "detect", "track", "embed", "match", "output")
+STAGES = ("read", "detect", "track", "embed", "match", "relink", "output")
 FALLBACK_CACHE = Path(".reid") / "models"
 
 
@@ -201,6 +201,8 @@ class Pipeline:
             queue_depths=lambda: {c: r.frames.qsize() for c, r in self.readers.items()},
         )
         self._pending: list[TrackletSummary] = []
+        self._footage = (float("inf"), float("-inf"))  # first start, last end seen
+        self._relinked_at: float | None = None
         self._embedded: dict[tuple[str, int], Embeddings] = {}  # (camera, crop id), open tracks
 
     def _detect(self, frames: list[Frame]) -> list:
@@ -303,6 +305,26 @@ class Pipeline:
             self.state.identities.add(decision.identity)
             self.state.identity_cameras[decision.identity].add(summary.camera_id)
             self.outputs.decision(summary, decision, crop_paths)
+            first, last = self._footage
+            self._footage = (min(first, summary.start), max(last, summary.end))
+        self._maybe_relink()
+
+    def _maybe_relink(self, final: bool = False) -> None:
+        """Re-associate recent tracklets every ``relink_every_s`` of footage, and over the
+        whole run at its end, so early mistakes are repaired (merges and splits in Redis)."""
+        first, last = self._footage
+        every = self.config.matcher.relink_every_s
+        if self.matcher is None or last < first:
+            return
+        if not final and (every == 0 or (self._relinked_at or first) + every > last):
+            return
+        since = first if final else last - self.config.matcher.relink_window_s
+        start = time.perf_counter()
+        report = self.matcher.relink(since=max(since, first))
+        self.state.time("relink", time.perf_counter() - start)
+        self._relinked_at = last
+        self.state.decisions["relink_moves"] += report.moves
+        self.outputs.relink(report)
 
     def _refresh_fps(self) -> None:
         elapsed = time.perf_counter() - self.state.started
@@ -339,6 +361,8 @@ class Pipeline:
             for builder in self.builders.values():
                 self._pending += builder.flush()
             self._submit_pending(force=True)
+            if self.matcher is not None:
+                self._maybe_relink(final=True)
             if self.publisher is not None and not self.publisher.flush():
                 log.error(
                     "%d tracklets could not be published (Redis down)", len(self.publisher.pending)
@@ -346,5 +370,5 @@ class Pipeline:
             self._refresh_fps()
             summary = self.state.summary()
             summary["outputs"] = str(self.outputs.folder)
-            self.outputs.close(summary)
+            self.outputs.close(summary, None if self.matcher is None else self.matcher.identity_of)
         return summary

@@ -20,16 +20,19 @@ Pure numpy (a matcher worker loads no torch). The steps:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from pipeline.matcher.config import MatcherConfig
+from pipeline.matcher.evidence import AppearanceEvidence, TransitModel, sample_gaps
 from pipeline.matcher.gates import rejection
 from pipeline.matcher.types import Sighting, Tracklet
 
 MIN_NEGATIVES = 20  # fewer known-different pairs than this: fall back to the configured threshold
+NEIGHBOURS = 20  # appearance neighbours considered per tracklet in the first pass
+FUSED_NEIGHBOURS = 200  # in the second pass, where time may link dissimilar-looking tracklets
 
 
 def tracklet_vectors(tracklets: Sequence[Tracklet]) -> np.ndarray:
@@ -120,31 +123,30 @@ class _Cluster:
     sightings: list[Sighting] = field(default_factory=list)
 
 
-def cluster_tracklets(
+Accept = Callable[[_Cluster, _Cluster], bool]
+
+
+def _merge_constrained(
     tracklets: Sequence[Tracklet],
+    vectors: np.ndarray,
+    candidates: np.ndarray,
+    forbidden: set[tuple[int, int]],
+    accept: Accept,
     config: MatcherConfig,
-    calibration: Calibration | None = None,
-    neighbours: int = 20,
-) -> tuple[list[int], Calibration]:
-    """Cluster label per tracklet (0..C-1, in order of first member) and the calibration."""
-    if not tracklets:
-        return [], calibration or Calibration(config.link_threshold, 0, 0.0, False)
-    vectors = tracklet_vectors(tracklets)
-    negatives = cannot_link_pairs(tracklets, config)
-    calibration = calibration or calibrate(vectors, negatives, config)
-    forbidden = {(int(a), int(b)) for a, b in negatives}
+) -> list[int]:
+    """Merge clusters along ``candidates`` (best first) where ``accept`` agrees, no cannot-link
+    separates them and the gates allow it; the cluster label of each tracklet."""
     clusters = {
         n: _Cluster([n], vectors[n].astype(np.float64), [_sighting(t)])
         for n, t in enumerate(tracklets)
     }
     owner = list(range(len(tracklets)))
-    for i, j in _neighbour_pairs(vectors, neighbours, calibration.threshold):
+    for i, j in candidates:
         a, b = owner[i], owner[j]
         if a == b:
             continue
         ca, cb = clusters[a], clusters[b]
-        average = float(ca.total @ cb.total) / (len(ca.members) * len(cb.members))
-        if (1.0 - average) / 2.0 > calibration.threshold:
+        if not accept(ca, cb):
             continue
         if any((min(x, y), max(x, y)) in forbidden for x in ca.members for y in cb.members):
             continue
@@ -159,7 +161,121 @@ def cluster_tracklets(
             owner[y] = a
         del clusters[b]
     labels: dict[int, int] = {}
-    return [labels.setdefault(owner[n], len(labels)) for n in range(len(tracklets))], calibration
+    return [labels.setdefault(owner[n], len(labels)) for n in range(len(tracklets))]
+
+
+def _average_distance(ca: _Cluster, cb: _Cluster) -> float:
+    average = float(ca.total @ cb.total) / (len(ca.members) * len(cb.members))
+    return (1.0 - average) / 2.0
+
+
+def _junction_llr(ca: _Cluster, cb: _Cluster, transit: TransitModel) -> float:
+    """Transit evidence of the moves between ``ca`` and ``cb`` that a merge would create."""
+    sequence = sorted(
+        [(s.start, s.end, s.camera_id, 0) for s in ca.sightings]
+        + [(s.start, s.end, s.camera_id, 1) for s in cb.sightings]
+    )
+    return sum(
+        transit.llr(x[2], y[2], y[0] - x[1])
+        for x, y in zip(sequence, sequence[1:], strict=False)
+        if x[3] != y[3]
+    )
+
+
+@dataclass(frozen=True)
+class Association:
+    """A clustering of a window with the evidence it was made with."""
+
+    labels: list[int]
+    calibration: Calibration
+    transit: TransitModel | None = None
+
+
+def associate(tracklets: Sequence[Tracklet], config: MatcherConfig, seed: int = 0) -> Association:
+    """Two passes. (1) Appearance only, at the calibrated threshold: confident links, from
+    which the site's transit times are learned. (2) Appearance and transit evidence in log
+    odds (:mod:`pipeline.matcher.evidence`): clusters merge where together they favour one
+    person, so a plausible transit lets a less certain look link, an implausible one vetoes."""
+    if not tracklets:
+        return Association([], Calibration(config.link_threshold, 0, config.false_link_rate, False))
+    vectors = tracklet_vectors(tracklets)
+    negatives = cannot_link_pairs(tracklets, config)
+    calibration = calibrate(vectors, negatives, config)
+    forbidden = {(int(a), int(b)) for a, b in negatives}
+    confident = _merge_constrained(
+        tracklets,
+        vectors,
+        _neighbour_pairs(vectors, NEIGHBOURS, calibration.threshold),
+        forbidden,
+        lambda ca, cb: _average_distance(ca, cb) <= calibration.threshold,
+        config,
+    )
+    if not calibration.learned or not config.spatio_temporal:
+        return Association(confident, calibration)
+    transit = learn_transit(tracklets, confident, config, seed)
+    if not transit.same:
+        return Association(confident, calibration, transit)
+    appearance = AppearanceEvidence.fit(
+        pair_distance(vectors[negatives[:, 0]], vectors[negatives[:, 1]]), config.false_link_rate
+    )
+    candidates = _neighbour_pairs(vectors, FUSED_NEIGHBOURS, 1.0)
+    score = appearance.llr(pair_distance(vectors[candidates[:, 0]], vectors[candidates[:, 1]]))
+    score = score + np.array(
+        [_pair_transit(tracklets[i], tracklets[j], transit) for i, j in candidates]
+    )
+    order = np.argsort(-score, kind="stable")
+    labels = _merge_constrained(
+        tracklets,
+        vectors,
+        candidates[order][score[order] > 0],
+        forbidden,
+        lambda ca, cb: (
+            float(appearance.llr(_average_distance(ca, cb))) + _junction_llr(ca, cb, transit) > 0
+        ),
+        config,
+    )
+    return Association(labels, calibration, transit)
+
+
+def _pair_transit(a: Tracklet, b: Tracklet, transit: TransitModel) -> float:
+    if b.start < a.start:
+        a, b = b, a
+    return transit.llr(a.camera_id, b.camera_id, b.start - a.end)
+
+
+def learn_transit(
+    tracklets: Sequence[Tracklet], labels: Sequence[int], config: MatcherConfig, seed: int = 0
+) -> TransitModel:
+    """Transit times of consecutive sightings within confident clusters, against the gaps of
+    all tracklet pairs of the window."""
+    groups: dict[int, list[int]] = {}
+    for n, label in enumerate(labels):
+        groups.setdefault(label, []).append(n)
+    linked: dict[tuple[str, str], list[float]] = {}
+    for members in groups.values():
+        seq = sorted(members, key=lambda n: tracklets[n].start)
+        for x, y in zip(seq, seq[1:], strict=False):
+            pair = (tracklets[x].camera_id, tracklets[y].camera_id)
+            linked.setdefault(pair, []).append(tracklets[y].start - tracklets[x].end)
+    lo, hi = -config.transit_overlap_s, config.transit_max_s
+    background = sample_gaps(
+        [t.camera_id for t in tracklets],
+        np.array([t.start for t in tracklets]),
+        np.array([t.end for t in tracklets]),
+        lo,
+        hi,
+        np.random.default_rng(seed),
+    )
+    return TransitModel.fit({p: np.array(v) for p, v in linked.items()}, background, lo, hi)
+
+
+def cluster_tracklets(
+    tracklets: Sequence[Tracklet],
+    config: MatcherConfig,
+) -> tuple[list[int], Calibration]:
+    """Cluster label per tracklet (0..C-1, in order of first member) and the calibration."""
+    result = associate(tracklets, config)
+    return result.labels, result.calibration
 
 
 def _sighting(t: Tracklet) -> Sighting:

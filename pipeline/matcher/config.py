@@ -40,6 +40,22 @@ class MatcherConfig(Settings):
         description="re-association links where at most this share of the site's "
         "known-different pairs (cannot-links) would be linked",
     )
+    relink_every_s: float = Field(
+        30.0,
+        ge=0.0,
+        description="re-associate every this many seconds of footage; 0 = only "
+        "at the end of a run and on demand (reid-pipeline relink)",
+    )
+    relink_window_s: float = Field(
+        600.0, gt=0.0, description="re-associate the tracklets that ended this recently"
+    )
+    spatio_temporal: bool = Field(
+        True, description="re-association also weighs learned camera-to-camera transit times"
+    )
+    transit_max_s: float = Field(600.0, gt=0.0, description="longest transit time learned")
+    transit_overlap_s: float = Field(
+        60.0, ge=0.0, description="longest co-visibility learned for overlapping cameras"
+    )
     attention_weight: float = Field(0.3, ge=0.0, le=1.0, description="w; 0 = feature only")
     exemplars_per_identity: int = Field(8, ge=1)
     retention_s: float = Field(7 * 24 * 3600.0, gt=0.0, description="TTL of all state")

@@ -11,6 +11,7 @@ link against a stale gallery, and a tracklet is recorded once however often it i
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 import time
@@ -374,6 +375,12 @@ class Matcher:
         """Re-associate the tracklets that ended at or after ``since`` (footage time; all when
         None) and apply merges and splits atomically (:mod:`pipeline.matcher.relink`)."""
         return self.call_with_retry(Reassociator(self).run, since)
+
+    def topology(self) -> dict[tuple[str, str], list[float]]:
+        """Transit times (s) of the last re-association's confident links, per ordered camera
+        pair (empty before the first re-association)."""
+        raw = self.call_with_retry(self.redis.hgetall, self.keys.topology)
+        return {tuple(_text(k).split("\t", 1)): json.loads(v) for k, v in raw.items()}
 
     def resolve(self, identity: str) -> str:
         """The identity ``identity`` now lives on as (itself unless it was merged)."""

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipeline.matcher.association import Calibration, cluster_tracklets
+from pipeline.matcher.association import Calibration, associate
 from pipeline.matcher.codec import decode_sighting, pack, unpack
+from pipeline.matcher.evidence import TransitModel
 from pipeline.matcher.types import Tracklet
 
 if TYPE_CHECKING:
@@ -223,9 +224,10 @@ class Reassociator:
         config = self.matcher.config
         for _ in range(config.max_retries):
             version, window = self._window(since)
-            labels, calibration = cluster_tracklets([r.as_tracklet() for r in window], config)
+            result = associate([r.as_tracklet() for r in window], config)
+            labels, calibration = result.labels, result.calibration
             if calibration.learned:
-                self._store(calibration)
+                self._store(calibration, result.transit)
             by_ref = {r.ref: r for r in window}
             current = {r.identity for r in window}
             outside = self._outside(current, set(by_ref)) if window else {}
@@ -254,14 +256,26 @@ class Reassociator:
             self.round_trips,
         )
 
-    def _store(self, calibration: Calibration) -> None:
-        """Keep the site's calibration in Redis (``reid-query`` and the page show it)."""
+    def _store(self, calibration: Calibration, transit: TransitModel | None) -> None:
+        """Keep what the site taught (threshold, transit times of confident links) in Redis,
+        for ``reid-query topology`` and the page."""
+        ttl = int(self.matcher.config.retention_s)
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(
             self.keys.calibration,
             mapping={k: json.dumps(v) for k, v in calibration.as_dict().items()},
         )
-        pipe.expire(self.keys.calibration, int(self.matcher.config.retention_s))
+        pipe.expire(self.keys.calibration, ttl)
+        if transit is not None and transit.samples:
+            pipe.delete(self.keys.topology)
+            pipe.hset(
+                self.keys.topology,
+                mapping={
+                    f"{a}\t{b}": json.dumps([round(float(g), 3) for g in gaps])
+                    for (a, b), gaps in transit.samples.items()
+                },
+            )
+            pipe.expire(self.keys.topology, ttl)
         pipe.execute()
         self.round_trips += 1
 

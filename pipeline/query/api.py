@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from pipeline.query.service import QueryError, QueryService
+from pipeline.query.topology import topology_png, topology_rows
 
 PAGE = Path(__file__).with_name("static") / "index.html"
 
@@ -67,6 +68,18 @@ def create_app(
     @app.get("/api/tracks/{camera}/{track}", dependencies=[Depends(authorised)])
     def track(camera: str, track: int) -> dict:
         return answer(service.track, camera, track).as_dict()
+
+    @app.get("/api/topology", dependencies=[Depends(authorised)])
+    def topology() -> list[dict]:
+        """Transit times learned per ordered camera pair (re-association)."""
+        return topology_rows(service.matcher.topology())
+
+    @app.get("/api/topology.png", dependencies=[Depends(authorised)])
+    def topology_plot() -> Response:
+        samples = service.matcher.topology()
+        if not topology_rows(samples):
+            raise HTTPException(404, "no transit times learned yet")
+        return Response(topology_png(samples), media_type="image/png")
 
     @app.post("/api/search", dependencies=[Depends(authorised)])
     async def search(

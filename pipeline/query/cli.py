@@ -115,6 +115,40 @@ def list_identities(
 
 
 @app.command()
+def topology(
+    plot: Annotated[Path | None, typer.Option(help="write a PNG of the distributions here")] = None,
+    redis: Redis = None,
+    namespace: Namespace = "reid",
+    as_json: Json = False,
+) -> None:
+    """Camera-to-camera transit times learned by re-association (per ordered pair)."""
+    from pipeline.query.topology import topology_png, topology_rows
+
+    samples = _run(_run(_service, redis, namespace).matcher.topology)
+    rows = topology_rows(samples)
+    if plot is not None and rows:
+        plot.write_bytes(topology_png(samples))
+        console.print(f"plot written to {plot}")
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        console.print("nothing learned yet: transit times appear after a re-association")
+        return
+    table = Table(title=f"learned camera topology ({namespace})")
+    for col in ("from", "to", "links", "mode s", "median s", "10-90% spread s"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(
+            r["source"],
+            r["target"],
+            str(r["links"]),
+            *(f"{r[k]:.1f}" for k in ("mode_s", "median_s", "spread_s")),
+        )
+    Console().print(table)
+
+
+@app.command()
 def image(
     path: Path,
     model: Annotated[Path, typer.Option(help="the pipeline's model")],

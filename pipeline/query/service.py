@@ -44,10 +44,16 @@ class QueryService:
         self.matcher, self.embedder = matcher, embedder
 
     def identity(self, identity: str) -> IdentityView:
-        trajectory = self.matcher.trajectory(identity)
+        """The identity's record; an id merged away by re-association answers with the
+        identity it survives as (``info["merged_from"]`` names the id asked for)."""
+        survivor = self.matcher.resolve(identity)
+        trajectory = self.matcher.trajectory(survivor)
         if not trajectory:
             raise QueryError(f"unknown identity {identity!r} (never seen, or expired)")
-        return IdentityView(identity, self.matcher.identity_info(identity), tuple(trajectory))
+        info = self.matcher.identity_info(survivor)
+        if survivor != identity:
+            info["merged_from"] = identity
+        return IdentityView(survivor, info, tuple(trajectory))
 
     def track(self, camera_id: str, track_id: int) -> IdentityView:
         identity = self.matcher.identity_of(camera_id, track_id)

@@ -94,7 +94,8 @@ def test_all_state_has_a_ttl_and_expires(redis_url: str, namespace: str) -> None
     matcher = Matcher(redis_url, namespace, MatcherConfig(retention_s=4))
     identity = matcher.submit(Tracklet("cam1", 1, 0.0, 1.0, views(person(1), 1)))
     keys = list(matcher.redis.scan_iter(Keys(namespace).pattern()))
-    assert len(keys) == 7
+    assert len(keys) == 8  # version, identities, identity, exemplars, sightings, tracklet,
+    # tracklets (time index), events
     assert all(0 < matcher.redis.pttl(k) <= 4000 for k in keys)
     time.sleep(4.2)
     assert matcher.identity_of("cam1", 1) is None and matcher.trajectory(identity) == []

@@ -1,0 +1,201 @@
+"""Evidence that two tracklets are one person, learned from the site's own footage.
+
+Both cues are on one scale, log odds, so they add up (appearance and time are independent
+given the identity) and neither needs a hand-set weight:
+
+- appearance (:class:`AppearanceEvidence`): ``log(rate / F(d))``, where ``F`` is the share
+  of the site's cannot-link pairs (certainly different people) closer than ``d`` and
+  ``rate`` the tolerated false-link rate. Zero at the calibrated threshold, one nat per
+  factor e fewer (or more) known-different pairs that close.
+- transit time (:class:`TransitModel`, st-ReID, Wang et al., AAAI 2019): per ordered camera
+  pair, a Parzen-smoothed histogram of the gap between leaving one camera and appearing in
+  the next, from confident links, against the gap distribution of all tracklet pairs of that
+  camera pair: ``log p(gap | linked) - log p(gap | any pair)``. Sparse pairs borrow strength
+  from the pooled distribution of all pairs; a pair with too few links says nothing.
+
+Densities are kernel estimates on a fixed grid with Scott's bandwidth and a small uniform
+floor, so a cue never claims certainty from a handful of samples (LLRs are clipped too).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+LLR_CLIP = 3.0
+MIN_LINKS = 5  # confident links before the transit model says anything
+FLOOR = 0.02  # share of a uniform density mixed into every estimate
+POOL_WEIGHT = 5.0  # pseudo-samples of the pooled distribution added to each camera pair
+
+
+@dataclass(frozen=True)
+class Density:
+    """A 1-D density on a regular grid (kernel estimate of weighted samples)."""
+
+    lo: float
+    step: float
+    pdf: np.ndarray
+
+    @classmethod
+    def fit(
+        cls,
+        samples: np.ndarray,
+        lo: float,
+        hi: float,
+        step: float,
+        min_bandwidth: float,
+        weights: np.ndarray | None = None,
+    ) -> Density:
+        bins = max(int(np.ceil((hi - lo) / step)), 1)
+        uniform = np.full(bins, 1.0 / (bins * step))
+        samples = np.asarray(samples, np.float64)
+        weights = np.ones_like(samples) if weights is None else np.asarray(weights, np.float64)
+        inside = (samples >= lo) & (samples < hi)
+        samples, weights = samples[inside], weights[inside]
+        total = float(weights.sum())
+        if total <= 1e-9:
+            return cls(lo, step, uniform)
+        mean = float(np.average(samples, weights=weights))
+        spread = float(np.sqrt(np.average((samples - mean) ** 2, weights=weights)))
+        effective = total**2 / max(float((weights**2).sum()), 1e-12)
+        bandwidth = max(1.06 * spread * effective**-0.2, min_bandwidth)
+        counts = np.bincount(((samples - lo) / step).astype(int), weights=weights, minlength=bins)[
+            :bins
+        ]
+        radius = int(np.ceil(3 * bandwidth / step))
+        offsets = np.arange(-radius, radius + 1) * step
+        kernel = np.exp(-0.5 * (offsets / bandwidth) ** 2)
+        smooth = np.convolve(counts.astype(np.float64), kernel / kernel.sum(), mode="same")
+        smooth /= smooth.sum() * step
+        return cls(lo, step, (1 - FLOOR) * smooth + FLOOR * uniform)
+
+    def __call__(self, x: np.ndarray | float) -> np.ndarray:
+        index = np.clip(((np.asarray(x) - self.lo) / self.step).astype(int), 0, len(self.pdf) - 1)
+        return self.pdf[index]
+
+    def mixed(self, other: Density, weight: float, other_weight: float) -> Density:
+        total = weight + other_weight
+        return Density(self.lo, self.step, (weight * self.pdf + other_weight * other.pdf) / total)
+
+
+Pair = tuple[str, str]
+POOLED: Pair = ("*", "*")
+
+
+@dataclass(frozen=True)
+class AppearanceEvidence:
+    """Log odds of a link from an appearance distance, against the site's negatives."""
+
+    negatives: np.ndarray  # sorted cannot-link distances
+    rate: float
+
+    @classmethod
+    def fit(cls, negative_distances: np.ndarray, rate: float) -> AppearanceEvidence:
+        return cls(np.sort(np.asarray(negative_distances, np.float64)), rate)
+
+    def llr(self, d: np.ndarray | float) -> np.ndarray:
+        n = len(self.negatives)
+        closer = np.searchsorted(self.negatives, np.asarray(d, np.float64)) / n
+        return np.clip(np.log(self.rate) - np.log(np.maximum(closer, 0.5 / n)), -LLR_CLIP, None)
+
+
+@dataclass
+class TransitModel:
+    """Per ordered camera pair: transit-gap densities of confident links vs of all pairs."""
+
+    lo: float
+    hi: float
+    step: float = 0.5
+    same: dict[Pair, Density] = field(default_factory=dict)
+    any: dict[Pair, Density] = field(default_factory=dict)
+    samples: dict[Pair, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def fit(
+        cls,
+        linked_gaps: dict[Pair, np.ndarray],
+        all_gaps: dict[Pair, np.ndarray],
+        lo: float,
+        hi: float,
+    ) -> TransitModel:
+        model = cls(lo, hi)
+        model.samples = {p: np.asarray(v, np.float64) for p, v in linked_gaps.items()}
+        pooled_linked = np.concatenate([*model.samples.values(), np.empty(0)])
+        if len(pooled_linked) < MIN_LINKS:
+            return model
+        pooled_all = np.concatenate([*all_gaps.values(), np.empty(0)])
+        fit = lambda x: Density.fit(x, lo, hi, model.step, 1.0)  # noqa: E731
+        pool_same, pool_any = fit(pooled_linked), fit(pooled_all)
+        model.same[POOLED], model.any[POOLED] = pool_same, pool_any
+        for pair in set(model.samples) | set(all_gaps):
+            linked = model.samples.get(pair, np.empty(0))
+            every = all_gaps.get(pair, np.empty(0))
+            model.same[pair] = fit(linked).mixed(pool_same, len(linked), POOL_WEIGHT)
+            model.any[pair] = fit(every).mixed(pool_any, len(every), POOL_WEIGHT)
+        return model
+
+    def llr(self, source: str, target: str, gap: float) -> float:
+        """Log odds from a ``source`` -> ``target`` move taking ``gap`` seconds (0 when
+        nothing was learned or the gap is outside the learned span)."""
+        if not self.same or not self.lo <= gap < self.hi:
+            return 0.0
+        same = self.same.get((source, target), self.same[POOLED])
+        every = self.any.get((source, target), self.any[POOLED])
+        return float(np.clip(np.log(same(gap)) - np.log(every(gap)), -LLR_CLIP, LLR_CLIP))
+
+    def table(self) -> list[dict[str, float | int | str]]:
+        """Per camera pair: confident links, the mode and spread of their transit times."""
+        rows = []
+        for (source, target), linked in sorted(self.samples.items()):
+            if not len(linked):
+                continue
+            density = self.same.get((source, target))
+            mode = (
+                None
+                if density is None
+                else round(self.lo + (int(np.argmax(density.pdf)) + 0.5) * self.step, 2)
+            )
+            rows.append(
+                {
+                    "source": source,
+                    "target": target,
+                    "links": len(linked),
+                    "mode_s": mode,
+                    "median_s": round(float(np.median(linked)), 2),
+                    "spread_s": round(float(np.subtract(*np.percentile(linked, [90, 10]))), 2),
+                }
+            )
+        return rows
+
+
+def sample_gaps(
+    cameras: Sequence[str],
+    starts: np.ndarray,
+    ends: np.ndarray,
+    lo: float,
+    hi: float,
+    rng: np.random.Generator,
+    max_pairs: int = 200_000,
+) -> dict[Pair, np.ndarray]:
+    """Gaps ``start_b - end_a`` (``a`` starts first) of tracklet pairs per ordered camera
+    pair: what any pair's gap looks like (a random sample when there are many pairs)."""
+    n = len(cameras)
+    if n < 2:
+        return {}
+    if n * (n - 1) // 2 <= max_pairs:
+        i, j = np.triu_indices(n, 1)
+    else:
+        i, j = rng.integers(0, n, max_pairs), rng.integers(0, n, max_pairs)
+        i, j = i[i != j], j[i != j]
+    first = starts[i] <= starts[j]
+    a, b = np.where(first, i, j), np.where(first, j, i)
+    gap = starts[b] - ends[a]
+    keep = (gap >= lo) & (gap < hi)
+    names = np.asarray(cameras, dtype=object)
+    sources, targets, gap = names[a[keep]], names[b[keep]], gap[keep]
+    out: dict[Pair, np.ndarray] = {}
+    for pair in set(zip(sources, targets, strict=True)):
+        out[pair] = gap[(sources == pair[0]) & (targets == pair[1])]
+    return out
