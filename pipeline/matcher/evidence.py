@@ -67,7 +67,9 @@ class Density:
         radius = int(np.ceil(3 * bandwidth / step))
         offsets = np.arange(-radius, radius + 1) * step
         kernel = np.exp(-0.5 * (offsets / bandwidth) ** 2)
-        smooth = np.convolve(counts.astype(np.float64), kernel / kernel.sum(), mode="same")
+        smooth = np.convolve(counts.astype(np.float64), kernel / kernel.sum())[
+            radius : radius + bins
+        ]
         smooth /= smooth.sum() * step
         return cls(lo, step, (1 - FLOOR) * smooth + FLOOR * uniform)
 

@@ -1,0 +1,130 @@
+"""Re-association without Redis: cannot-links, calibration, constrained clustering, transit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.matcher import MatcherConfig, Tracklet
+from pipeline.matcher.association import (
+    associate,
+    calibrate,
+    cannot_link_pairs,
+    cluster_tracklets,
+    tracklet_vectors,
+)
+from pipeline.matcher.evidence import AppearanceEvidence, Density
+from tests.pipeline.scenes import same_partition, unit, walkers
+
+
+def test_cannot_links_match_their_definition() -> None:
+    tracklets, _ = walkers(10, 3, seed=1)
+    config = MatcherConfig(overlapping=(("cam0", "cam1"),))
+    expected = {
+        (i, j)
+        for i, a in enumerate(tracklets)
+        for j, b in enumerate(tracklets)
+        if i < j
+        and a.start <= b.end
+        and b.start <= a.end
+        and not {a.camera_id, b.camera_id} == {"cam0", "cam1"}
+    }
+    assert {tuple(p) for p in cannot_link_pairs(tracklets, config).tolist()} == expected
+    assert expected  # the scene has simultaneous people
+
+
+def test_threshold_is_the_negatives_quantile() -> None:
+    tracklets, _ = walkers(12, 3, seed=2)
+    config = MatcherConfig(false_link_rate=0.05)
+    vectors = tracklet_vectors(tracklets)
+    negatives = cannot_link_pairs(tracklets, config)
+    got = calibrate(vectors, negatives, config)
+    means = [unit(t.features.mean(axis=0)) for t in tracklets]
+    distances = [(1 - float(means[i] @ means[j])) / 2 for i, j in negatives]
+    assert got.learned and got.negatives == len(distances)
+    assert got.threshold == pytest.approx(np.quantile(distances, 0.05), abs=1e-6)
+
+
+def test_too_few_negatives_fall_back_to_the_configured_threshold() -> None:
+    tracklets, _ = walkers(2, 2, seed=3, stagger_s=100.0)
+    got = calibrate(
+        tracklet_vectors(tracklets),
+        cannot_link_pairs(tracklets, MatcherConfig()),
+        MatcherConfig(link_threshold=0.07),
+    )
+    assert not got.learned and got.threshold == 0.07
+
+
+def test_clusters_recover_well_separated_people() -> None:
+    tracklets, truth = walkers(12, 3, noise=0.1, seed=4)
+    labels, calibration = cluster_tracklets(tracklets, MatcherConfig())
+    assert calibration.learned
+    assert same_partition(labels, truth)
+
+
+def test_cannot_link_keeps_lookalikes_apart() -> None:
+    """Two people who look the same but are in one camera at once are never merged, even
+    when appearance alone would merge them."""
+    twin = unit(np.ones((1, 16)))
+    tracklets, _ = walkers(12, 2, noise=0.1, dim=16, seed=5)
+    a = Tracklet("cam0", 1, 500.0, 510.0, np.repeat(twin, 3, axis=0))
+    b = Tracklet("cam0", 2, 505.0, 515.0, np.repeat(twin, 3, axis=0))
+    labels, _ = cluster_tracklets([*tracklets, a, b], MatcherConfig(false_link_rate=0.4))
+    assert labels[-1] != labels[-2]
+
+
+def test_average_linkage_does_not_chain() -> None:
+    """A chain of small steps (each under the threshold) is not one person: average linkage
+    stops where the ends are far apart, unlike the greedy nearest-identity rule."""
+    rng = np.random.default_rng(6)
+    basis = unit(rng.standard_normal((2, 32)))
+    steps = [unit(np.cos(a) * basis[0] + np.sin(a) * basis[1]) for a in np.linspace(0, 1.2, 7)]
+    chain = [
+        Tracklet(f"cam{n % 2}", n, 100.0 * n, 100.0 * n + 5, np.repeat(v[None], 2, axis=0))
+        for n, v in enumerate(steps)
+    ]
+    gap = (1 - float(steps[0] @ steps[1])) / 2
+    config = MatcherConfig(link_threshold=gap * 1.5, spatio_temporal=False)
+    labels, calibration = cluster_tracklets(chain, config)
+    assert not calibration.learned  # no cannot-links here: the configured threshold
+    assert len(set(labels)) > 1
+
+
+def test_transit_times_recover_the_generator() -> None:
+    """cam0 -> cam1 takes 15-25 s, cam1 -> cam2 the same: the learned distributions say so."""
+    tracklets, _ = walkers(30, 3, transit=(15.0, 25.0), noise=0.1, seed=7)
+    result = associate(tracklets, MatcherConfig())
+    rows = {(r["source"], r["target"]): r for r in result.transit.table()}
+    for pair in (("cam0", "cam1"), ("cam1", "cam2")):
+        assert rows[pair]["links"] >= 20
+        assert 15.0 <= rows[pair]["median_s"] <= 25.0
+        assert 14.0 <= rows[pair]["mode_s"] <= 26.0
+    # a plausible transit is evidence for a link, an implausible one against it
+    assert result.transit.llr("cam0", "cam1", 20.0) > 0 > result.transit.llr("cam0", "cam1", 90.0)
+
+
+def test_time_links_what_appearance_alone_leaves_apart() -> None:
+    """Noisy looks: appearance alone is unsure; learned transit times resolve people."""
+    tracklets, truth = walkers(40, 3, transit=(15.0, 20.0), noise=0.3, seed=8, stagger_s=6.0)
+    appearance = MatcherConfig(spatio_temporal=False)
+    both = MatcherConfig()
+
+    def pairwise_f1(labels: list[int]) -> float:
+        same_l = np.equal.outer(labels, labels)
+        same_t = np.equal.outer(truth, truth)
+        off = ~np.eye(len(labels), dtype=bool)
+        tp = (same_l & same_t & off).sum()
+        return 2 * tp / max((same_l & off).sum() + (same_t & off).sum(), 1)
+
+    alone = pairwise_f1(cluster_tracklets(tracklets, appearance)[0])
+    fused = pairwise_f1(cluster_tracklets(tracklets, both)[0])
+    assert fused > alone + 0.05
+
+
+def test_density_integrates_to_one_and_appearance_evidence_is_monotone() -> None:
+    density = Density.fit(np.array([1.0, 2.0, 2.5, 9.0]), -5.0, 20.0, 0.5, 1.0)
+    assert density.pdf.sum() * density.step == pytest.approx(1.0)
+    evidence = AppearanceEvidence.fit(np.linspace(0.05, 0.2, 100), rate=0.05)
+    llr = evidence.llr(np.linspace(0.0, 0.3, 50))
+    assert np.all(np.diff(llr) <= 1e-12)
+    assert evidence.llr(np.quantile(np.linspace(0.05, 0.2, 100), 0.05)) == pytest.approx(0, abs=0.1)
