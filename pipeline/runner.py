@@ -28,6 +28,7 @@ from pipeline.tracklets import TrackletBuilder, TrackletSummary
 from reid.export.fallback import imagenet_fallback
 from reid.runtime import Embedder, Embeddings, load_embedder
 from reid.runtime.consistency import ConsistencyScorer
+from reid.runtime.pair_scoring import AttentionScorer
 
 log = logging.getLogger(__name__)
 STAGES = ("read", "detect", "track", "embed", "match", "relink", "output")
@@ -106,7 +107,7 @@ class RunState:
         }
 
 
-def build_embedder(config: PipelineConfig) -> tuple[Embedder, ConsistencyScorer | None]:
+def build_embedder(config: PipelineConfig) -> tuple[Embedder, AttentionScorer | None]:
     """The configured model (or the offline ImageNet fallback) and its scorer, if exported."""
     if config.reid.model is None:
         log.warning(
@@ -117,7 +118,7 @@ def build_embedder(config: PipelineConfig) -> tuple[Embedder, ConsistencyScorer 
     path = Path(config.reid.model)
     embedder = load_embedder(path, config.reid.backend)
     scorer_file = path.with_name(path.name.split(".")[0] + ".consistency.pt")
-    scorer = ConsistencyScorer.load(scorer_file) if scorer_file.is_file() else None
+    scorer = ConsistencyScorer.load(scorer_file).to_numpy() if scorer_file.is_file() else None
     if scorer is None:
         log.warning("no %s beside the model: matching is feature-only", scorer_file.name)
     return embedder, scorer

@@ -15,6 +15,7 @@ from reid.data.loading import ImageDataset, build_transform
 from reid.metrics import evaluate_rank
 from reid.models import CASN, Embedding
 from reid.ranking import casn_distance
+from reid.runtime.consistency import attention_scorer
 
 Ranking = Literal["feature", "casn"]
 
@@ -84,14 +85,20 @@ def evaluate(
         for f in ("pid", "camid")
     ]
     q_pids, q_cams, g_pids, g_cams = labels
-    model_cpu = model.to("cpu")
+    scorer = attention_scorer(model.to("cpu"))
     results = []
     for ranking in rankings:
         weight = attention_weight if ranking == "casn" else 0.0
         dist = casn_distance(
-            model_cpu, query.features, query.maps, gallery.features, gallery.maps, weight, top_k
+            scorer,
+            query.features.numpy(),
+            query.maps.numpy(),
+            gallery.features.numpy(),
+            gallery.maps.numpy(),
+            weight,
+            top_k,
         )
-        cmc, mean_ap = evaluate_rank(dist.numpy(), q_pids, g_pids, q_cams, g_cams)
+        cmc, mean_ap = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams)
         results.append(
             EvalResult(
                 ranking,

@@ -1,37 +1,28 @@
 """CASN ranking: feature distance plus the attention-consistency distance of each pair.
 
-Both distances are normalised to [0, 1]: the cosine distance as ``(1 - cos) / 2`` and the
-aligned-profile distance divided by the profile length (profiles lie in [0, 1]). The
-paper's ranking sums the two; we re-score each query's ``top_k`` gallery entries by feature
+The distance is the project's one pair distance (:mod:`reid.runtime.pair_scoring`, numpy,
+shared with the matcher). We re-score each query's ``top_k`` gallery entries by feature
 distance with ``(1 - w) d_feat + w d_att`` and keep the rest after them in feature order,
 so the cost is ``Q * top_k`` closed-form attention pairs instead of ``Q * G``.
 """
 
 from __future__ import annotations
 
-import torch
+import numpy as np
 
-from reid.attention import DEFAULT_THRESHOLD, attention_distance, pair_attention
-from reid.models import CASN
-
-
-def feature_distance(query: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
-    """``(1 - cos) / 2`` in [0, 1] for L2-normalised features ``[Q, D]``, ``[G, D]``."""
-    return ((1.0 - query @ gallery.T) / 2.0).clamp(0.0, 1.0)
+from reid.runtime.pair_scoring import AttentionScorer, combine, feature_distance_matrix
 
 
-@torch.no_grad()
 def casn_distance(
-    model: CASN,
-    query_features: torch.Tensor,
-    query_maps: torch.Tensor,
-    gallery_features: torch.Tensor,
-    gallery_maps: torch.Tensor,
+    scorer: AttentionScorer,
+    query_features: np.ndarray,
+    query_maps: np.ndarray,
+    gallery_features: np.ndarray,
+    gallery_maps: np.ndarray,
     attention_weight: float = 0.3,
     top_k: int = 20,
-    threshold: float = DEFAULT_THRESHOLD,
     chunk: int = 4096,
-) -> torch.Tensor:
+) -> np.ndarray:
     """``[Q, G]`` distances: CASN re-scoring of each query's ``top_k`` feature neighbours.
 
     Re-scored entries lie in [0, 1]; the others get ``1 + d_feat`` so they rank after.
@@ -39,26 +30,24 @@ def casn_distance(
     """
     if not 0.0 <= attention_weight <= 1.0:
         raise ValueError(f"attention_weight must be in [0, 1], got {attention_weight}")
-    dist = feature_distance(query_features, gallery_features)
+    query_features = np.asarray(query_features, np.float32)
+    gallery_features = np.asarray(gallery_features, np.float32)
+    dist = feature_distance_matrix(query_features, gallery_features)
     if attention_weight == 0.0:
         return dist
     k = min(top_k, dist.shape[1])
-    top = dist.topk(k, dim=1, largest=False).indices  # [Q, k]
-    q_index = torch.arange(len(dist), device=dist.device)[:, None].expand(-1, k).reshape(-1)
+    top = np.argpartition(dist, k - 1, axis=1)[:, :k]  # [Q, k]
+    q_index = np.repeat(np.arange(len(dist)), k)
     g_index = top.reshape(-1)
-    length = query_maps.shape[-2]
-    att = torch.empty(len(q_index), dtype=dist.dtype, device=dist.device)
+    att = np.empty(len(q_index), dtype=np.float32)
     for start in range(0, len(q_index), chunk):
         qi, gi = q_index[start : start + chunk], g_index[start : start + chunk]
-        m1, m2 = pair_attention(
-            model,
-            query_maps[qi].to(dist.dtype),
-            gallery_maps[gi].to(dist.dtype),
+        att[start : start + chunk] = scorer.distance(
             query_features[qi],
+            np.asarray(query_maps[qi]),
             gallery_features[gi],
+            np.asarray(gallery_maps[gi]),
         )
-        att[start : start + chunk] = attention_distance(m1, m2, threshold) / length
     combined = dist + 1.0
-    rescored = (1 - attention_weight) * dist[q_index, g_index] + attention_weight * att
-    combined[q_index, g_index] = rescored
+    combined[q_index, g_index] = combine(dist[q_index, g_index], att, attention_weight)
     return combined

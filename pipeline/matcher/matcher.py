@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import redis
-import torch
 
 from pipeline.matcher.association import tracklet_vectors
 from pipeline.matcher.codec import decode_sighting, encode_sighting, pack, unpack
@@ -32,7 +31,7 @@ from pipeline.matcher.index import IdentityIndex
 from pipeline.matcher.keys import Keys
 from pipeline.matcher.relink import Reassociator, RelinkReport
 from pipeline.matcher.types import Decision, Sighting, Tracklet
-from reid.runtime.consistency import ConsistencyScorer
+from reid.runtime.pair_scoring import AttentionScorer, combine
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +61,8 @@ class Matcher:
             server (:func:`pipeline.matcher.connection.connect`).
         namespace: key namespace (several deployments can share one Redis).
         config: thresholds, gates and retention; None uses :class:`MatcherConfig` defaults.
-        scorer: attention-consistency scorer for tracklets that carry attention; without it
-            matching is feature-only.
+        scorer: attention-consistency scorer (numpy, ``ConsistencyScorer.to_numpy()``) for
+            tracklets that carry attention; without it matching is feature-only.
         client: an existing redis-py client (takes precedence over ``redis_url``).
     """
 
@@ -72,7 +71,7 @@ class Matcher:
         redis_url: str | None = None,
         namespace: str = "reid",
         config: MatcherConfig | None = None,
-        scorer: ConsistencyScorer | None = None,
+        scorer: AttentionScorer | None = None,
         client: redis.Redis | None = None,
     ) -> None:
         self.config = config or MatcherConfig()
@@ -212,16 +211,17 @@ class Matcher:
         ]
         if w == 0.0 or self.scorer is None or not usable:
             return feature_d
-        t = torch.from_numpy
         attention_d = self.scorer.distance(
-            t(np.stack([tracklet.features[pairs[n][0]] for n in usable])),
-            t(np.stack([tracklet.attention[pairs[n][0]] for n in usable])),
-            t(np.stack([candidates[n].features[pairs[n][1]] for n in usable])),
-            t(np.stack([candidates[n].attention[pairs[n][1]] for n in usable]).astype(np.float32)),
-        ).tolist()
+            np.stack([tracklet.features[pairs[n][0]] for n in usable]),
+            np.stack([tracklet.attention[pairs[n][0]] for n in usable]),
+            np.stack([candidates[n].features[pairs[n][1]] for n in usable]),
+            np.stack([candidates[n].attention[pairs[n][1]] for n in usable]),
+        )
         combined = list(feature_d)
-        for n, d_att in zip(usable, attention_d, strict=True):
-            combined[n] = (1 - w) * feature_d[n] + w * d_att
+        for n, d in zip(
+            usable, combine(np.array([feature_d[n] for n in usable]), attention_d, w), strict=True
+        ):
+            combined[n] = float(d)
         return combined
 
     def _merge(self, old: Exemplars | None, tracklet: Tracklet) -> Exemplars:

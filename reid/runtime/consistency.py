@@ -12,18 +12,40 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from reid.attention import DEFAULT_THRESHOLD, attention_distance, pair_attention
 from reid.models import CASN
-from reid.models.heads import SiameseHead, StripeFeatures
+from reid.models.heads import SAME, SiameseHead, StripeFeatures
+from reid.runtime.pair_scoring import AttentionScorer
 
 FORMAT = "casn-consistency-v1"
 
 
 class ScorerFileError(ValueError):
     """A consistency-scorer file is missing, corrupt or of another format."""
+
+
+def attention_scorer(
+    heads: CASN | nn.Module, basis: torch.Tensor | None = None, threshold: float = DEFAULT_THRESHOLD
+) -> AttentionScorer:
+    """The numpy closed-form scorer of a CASN's heads (and a projection basis, if any)."""
+    head, pool = heads.siamese_head, heads.pool
+
+    def array(t: torch.Tensor) -> np.ndarray:
+        return t.detach().cpu().float().numpy()
+
+    return AttentionScorer(
+        array(head.fc1.weight),
+        array(head.fc1.bias),
+        array(head.fc2.weight[SAME]),
+        None if pool.reduce is None else array(pool.reduce),
+        pool.stripes,
+        None if basis is None else array(basis),
+        threshold,
+    )
 
 
 def fit_channel_basis(maps: torch.Tensor, rank: int) -> torch.Tensor:
@@ -59,6 +81,10 @@ class ConsistencyScorer:
         heads.siamese_head = model.siamese_head
         heads.pool = model.pool
         return cls(heads.eval(), basis)
+
+    def to_numpy(self) -> AttentionScorer:
+        """The same scorer as numpy arrays (what the matcher uses: no torch there)."""
+        return attention_scorer(self.heads, self.basis, self.threshold)
 
     def project(self, maps: torch.Tensor) -> torch.Tensor:
         """``[N, C, h, w]`` conv maps -> ``[N, r, h, w]`` projections."""

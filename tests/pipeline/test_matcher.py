@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -111,7 +113,7 @@ def test_attention_consistency_enters_the_distance(redis_url: str, namespace: st
     projections = scorer.project(emb.maps).numpy()
     feats = emb.features.numpy()
     config = MatcherConfig(attention_weight=0.5, link_threshold=1.0)
-    matcher = Matcher(redis_url, namespace, config, scorer=scorer)
+    matcher = Matcher(redis_url, namespace, config, scorer=scorer.to_numpy())
     first = matcher.submit(Tracklet("cam1", 1, 0.0, 1.0, feats[:1], projections[:1]))
     decision = matcher.decide(Tracklet("cam2", 1, 5.0, 6.0, feats[1:2], projections[1:2]))
     assert decision.identity == first and decision.action == "link"
@@ -142,3 +144,10 @@ def test_unreachable_redis_is_a_clear_error() -> None:
 
     with pytest.raises(RedisUnavailable, match=r"redis://:\*\*\*@127.0.0.1:1/0 is unreachable"):
         Matcher("redis://:secret@127.0.0.1:1/0")
+
+
+def test_a_matcher_worker_loads_no_torch() -> None:
+    """``import pipeline.matcher`` (decisions, re-association, Redis) stays a small process."""
+    code = "import sys, pipeline.matcher, pipeline.matcher.relink; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

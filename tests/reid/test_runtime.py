@@ -194,3 +194,20 @@ def test_tensorrt_fp16_engine_parity_and_target_check(
     meta_file.write_text(json.dumps(meta))
     with pytest.raises(EmbedderError, match=r"built with TensorRT 1\.0\.0, this machine has"):
         TensorRTEmbedder(build.engine)
+
+
+@pytest.mark.parametrize("variant", ["ide", "pcb"])
+def test_numpy_scorer_equals_the_torch_closed_form(variant: str) -> None:
+    """The matcher's numpy scorer (no torch) against the torch closed form, which the
+    attention tests check against autograd Grad-CAM; PCB covers stripes and projections."""
+    model = CASN(5, backbone="resnet18", variant=variant).eval()
+    size = (96, 32) if variant == "pcb" else (64, 32)
+    emb = model.embed(torch.randn(8, 3, *size))
+    scorer = ConsistencyScorer.from_model(model, fit_channel_basis(emb.maps, rank=24))
+    p = scorer.project(emb.maps)
+    expected = scorer.distance(emb.features[:4], p[:4], emb.features[4:], p[4:]).numpy()
+    got = scorer.to_numpy().distance(
+        emb.features[:4].numpy(), p[:4].numpy(), emb.features[4:].numpy(), p[4:].numpy()
+    )
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert expected.max() > 0  # the pairs' profiles differ: the check is not vacuous
