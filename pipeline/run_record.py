@@ -51,6 +51,8 @@ class RunRecorder:
         arrays = {"features": tracklet.features}
         if tracklet.attention is not None:
             arrays["attention"] = tracklet.attention.astype(np.float16)
+        if tracklet.path is not None:
+            arrays["path"] = tracklet.path
         np.savez(folder / f"summary{n}.npz", **arrays)
         record = {
             "camera": tracklet.camera_id,
@@ -83,6 +85,7 @@ def read_summaries(run: str | Path) -> Iterator[tuple[Tracklet, bool]]:
             record = json.loads(line)
             with np.load(run / record["embedding"]) as arrays:
                 attention = arrays["attention"] if "attention" in arrays else None
+                path = arrays["path"] if "path" in arrays else None
                 features = arrays["features"]
             tracklet = Tracklet(
                 record["camera"],
@@ -92,6 +95,7 @@ def read_summaries(run: str | Path) -> Iterator[tuple[Tracklet, bool]]:
                 features,
                 attention,
                 tuple(record["crops"]),
+                path,
             )
         except (ValueError, KeyError, OSError) as exc:
             raise RunRecordError(f"{path}:{number}: {exc}") from exc

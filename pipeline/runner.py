@@ -292,6 +292,7 @@ class Pipeline:
                 part.features,
                 part.projections,
                 crop_paths,
+                summary.path,
             )
             self.outputs.tracklet(tracklet, summary.final)
             start = time.perf_counter()

@@ -15,6 +15,9 @@ from pipeline.crop_quality import crop_quality, iou_matrix
 from pipeline.sources import Frame
 from pipeline.tracking import Track
 
+PATH_KEEP = 256
+PATH_POINTS = 32
+
 
 @dataclass(frozen=True)
 class TrackletSummary:
@@ -25,6 +28,7 @@ class TrackletSummary:
     crops: tuple[np.ndarray, ...]  # best first
     final: bool
     crop_ids: tuple[int, ...] = ()  # unique per camera: repeated summaries re-use embeddings
+    path: np.ndarray | None = None  # [P, 5] (time, x1, y1, x2, y2), for spatial evidence
 
 
 @dataclass
@@ -35,6 +39,18 @@ class _State:
     boxes: int = 0
     best: list[tuple[float, int, np.ndarray]] = field(default_factory=list)  # min-heap
     emitted_at: float | None = None
+    path: list[tuple[float, float, float, float, float]] = field(default_factory=list)
+
+    def record(self, now: float, xyxy: np.ndarray) -> None:
+        """Keep the box; beyond PATH_KEEP samples, every other one is dropped (bounded)."""
+        self.path.append((now, *(float(v) for v in xyxy)))
+        if len(self.path) > PATH_KEEP:
+            self.path = self.path[:-1:2] + self.path[-1:]
+
+    def path_summary(self) -> np.ndarray:
+        """Up to PATH_POINTS boxes evenly spaced along the track (first and last kept)."""
+        keep = np.unique(np.linspace(0, len(self.path) - 1, PATH_POINTS).round().astype(int))
+        return np.asarray([self.path[n] for n in keep], np.float64)
 
 
 class TrackletBuilder:
@@ -81,6 +97,7 @@ class TrackletBuilder:
             state = self.tracks.setdefault(t.track_id, _State(now, now, now))
             state.end = state.last_seen = now
             state.boxes += 1
+            state.record(now, t.xyxy)
             x1, y1, x2, y2 = np.clip(t.xyxy, 0, [image.shape[1], image.shape[0]] * 2).astype(int)
             if y2 - y1 < self.min_height or x2 - x1 < 8:
                 continue
@@ -111,6 +128,7 @@ class TrackletBuilder:
             tuple(c for _, _, c in best),
             final,
             tuple(n for _, n, _ in best),
+            state.path_summary(),
         )
 
     def _due(self, now: float) -> list[TrackletSummary]:

@@ -27,7 +27,8 @@ import numpy as np
 
 from pipeline.matcher.config import MatcherConfig
 from pipeline.matcher.evidence import AppearanceEvidence, TransitModel, sample_gaps
-from pipeline.matcher.gates import rejection
+from pipeline.matcher.gates import co_occurring_pairs, rejection
+from pipeline.matcher.geometry import SpatialEvidence
 from pipeline.matcher.types import Sighting, Tracklet
 
 MIN_NEGATIVES = 20  # fewer known-different pairs than this: fall back to the configured threshold
@@ -49,17 +50,12 @@ def pair_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def cannot_link_pairs(tracklets: Sequence[Tracklet], config: MatcherConfig) -> np.ndarray:
     """``[P, 2]`` index pairs (i < j) of tracklets that are certainly different people:
     overlapping in time, in one camera or in two cameras whose views do not overlap."""
-    order = sorted(range(len(tracklets)), key=lambda n: tracklets[n].start)
-    pairs: list[tuple[int, int]] = []
-    open_: list[int] = []
-    for n in order:
-        t = tracklets[n]
-        open_ = [m for m in open_ if tracklets[m].end >= t.start]
-        for m in open_:
-            other = tracklets[m].camera_id
-            if other == t.camera_id or not config.overlaps(other, t.camera_id):
-                pairs.append((min(m, n), max(m, n)))
-        open_.append(n)
+    pairs = [
+        (i, j)
+        for i, j in co_occurring_pairs(tracklets)
+        if tracklets[i].camera_id == tracklets[j].camera_id
+        or not config.overlaps(tracklets[i].camera_id, tracklets[j].camera_id)
+    ]
     return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
 
 
@@ -189,13 +185,16 @@ class Association:
     labels: list[int]
     calibration: Calibration
     transit: TransitModel | None = None
+    spatial: SpatialEvidence | None = None
 
 
 def associate(tracklets: Sequence[Tracklet], config: MatcherConfig, seed: int = 0) -> Association:
     """Two passes. (1) Appearance only, at the calibrated threshold: confident links, from
-    which the site's transit times are learned. (2) Appearance and transit evidence in log
-    odds (:mod:`pipeline.matcher.evidence`): clusters merge where together they favour one
-    person, so a plausible transit lets a less certain look link, an implausible one vetoes."""
+    which the site's transit times are learned. (2) Appearance, transit and (for overlapping
+    cameras) spatial evidence in log odds (:mod:`pipeline.matcher.evidence`,
+    :mod:`pipeline.matcher.geometry`): clusters merge where together they favour one person,
+    so a plausible transit or a matching position lets a less certain look link, and an
+    implausible one vetoes."""
     if not tracklets:
         return Association([], Calibration(config.link_threshold, 0, config.false_link_rate, False))
     vectors = tracklet_vectors(tracklets)
@@ -213,28 +212,43 @@ def associate(tracklets: Sequence[Tracklet], config: MatcherConfig, seed: int = 
     if not calibration.learned or not config.spatio_temporal:
         return Association(confident, calibration)
     transit = learn_transit(tracklets, confident, config, seed)
-    if not transit.same:
-        return Association(confident, calibration, transit)
+    spatial = SpatialEvidence.fit(tracklets, config, seed)
+    if not transit.same and not spatial.pair_llr:
+        return Association(confident, calibration, transit, spatial)
     appearance = AppearanceEvidence.fit(
         pair_distance(vectors[negatives[:, 0]], vectors[negatives[:, 1]]), config.false_link_rate
     )
-    candidates = _neighbour_pairs(vectors, FUSED_NEIGHBOURS, 1.0)
+    near = _neighbour_pairs(vectors, FUSED_NEIGHBOURS, 1.0)
+    seen_together = np.array(sorted(spatial.pair_llr), np.int64).reshape(-1, 2)
+    candidates = np.unique(np.concatenate([near, seen_together]), axis=0)
     score = appearance.llr(pair_distance(vectors[candidates[:, 0]], vectors[candidates[:, 1]]))
     score = score + np.array(
-        [_pair_transit(tracklets[i], tracklets[j], transit) for i, j in candidates]
+        [
+            _pair_transit(tracklets[i], tracklets[j], transit)
+            + spatial.pair_llr.get((int(i), int(j)), 0.0)
+            for i, j in candidates
+        ]
     )
     order = np.argsort(-score, kind="stable")
+
+    def favours_one_person(ca: _Cluster, cb: _Cluster) -> bool:
+        where = sum(
+            spatial.pair_llr.get((min(x, y), max(x, y)), 0.0)
+            for x in ca.members
+            for y in cb.members
+        )
+        looks = float(appearance.llr(_average_distance(ca, cb)))
+        return looks + _junction_llr(ca, cb, transit) + where > 0
+
     labels = _merge_constrained(
         tracklets,
         vectors,
         candidates[order][score[order] > 0],
         forbidden,
-        lambda ca, cb: (
-            float(appearance.llr(_average_distance(ca, cb))) + _junction_llr(ca, cb, transit) > 0
-        ),
+        favours_one_person,
         config,
     )
-    return Association(labels, calibration, transit)
+    return Association(labels, calibration, transit, spatial)
 
 
 def _pair_transit(a: Tracklet, b: Tracklet, transit: TransitModel) -> float:

@@ -54,3 +54,16 @@ def rejection(
     ):
         return f"transit {tracklet.camera_id} -> {after.camera_id} not allowed in that time"
     return None
+
+
+def co_occurring_pairs(tracklets: Sequence[Tracklet]) -> list[tuple[int, int]]:
+    """Index pairs ``(i, j)``, ``i < j``, of tracklets whose time spans overlap (a sweep over
+    start times: cost grows with how many are seen at once, not with the square)."""
+    order = sorted(range(len(tracklets)), key=lambda n: tracklets[n].start)
+    pairs: list[tuple[int, int]] = []
+    live: list[int] = []
+    for n in order:
+        live = [m for m in live if tracklets[m].end >= tracklets[n].start]
+        pairs += [(min(m, n), max(m, n)) for m in live]
+        live.append(n)
+    return pairs

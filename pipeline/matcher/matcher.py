@@ -295,6 +295,7 @@ class Matcher:
                 self.config.events_maxlen,
                 *pack(tracklet_vectors([tracklet])[0], "float32"),
                 f"{tracklet.camera_id}:{tracklet.track_id}",
+                *(pack(tracklet.path, "float32") if tracklet.path is not None else (b"", "")),
             ],
         )
         self.round_trips += 1

@@ -43,13 +43,16 @@ class Recorded:
     end: float
     identity: str
     vector: np.ndarray
+    path: np.ndarray | None = None
 
     @property
     def ref(self) -> str:
         return f"{self.camera_id}:{self.track_id}"
 
     def as_tracklet(self) -> Tracklet:
-        return Tracklet(self.camera_id, self.track_id, self.start, self.end, self.vector[None])
+        return Tracklet(
+            self.camera_id, self.track_id, self.start, self.end, self.vector[None], path=self.path
+        )
 
 
 @dataclass
@@ -153,14 +156,16 @@ class Reassociator:
         )
         pipe = self.redis.pipeline(transaction=True)
         pipe.get(self.keys.version)
-        fields = ("identity", "start", "end", "vector", "vector_meta")
+        fields = ("identity", "start", "end", "vector", "vector_meta", "path", "path_meta")
         for ref in refs:
             camera, track = ref.decode().rsplit(":", 1)
             pipe.hmget(self.keys.tracklet(camera, int(track)), *fields)
         version, *rows = pipe.execute()
         self.round_trips += 2
         window = []
-        for ref, (identity, start, end, vector, meta) in zip(refs, rows, strict=True):
+        for ref, (identity, start, end, vector, meta, path, path_meta) in zip(
+            refs, rows, strict=True
+        ):
             if identity is None or vector is None:
                 continue  # expired, or recorded before re-association existed
             camera, track = ref.decode().rsplit(":", 1)
@@ -172,6 +177,7 @@ class Reassociator:
                     float(end),
                     identity.decode(),
                     unpack(vector, meta).astype(np.float32),
+                    unpack(path, path_meta).astype(np.float64) if path else None,
                 )
             )
         return int(version or 0), window

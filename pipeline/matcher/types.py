@@ -26,6 +26,9 @@ class Tracklet:
             (:class:`reid.runtime.consistency.ConsistencyScorer`), or None for
             feature-only matching.
         crops: references (paths) of the exemplar crops, for queries and training data.
+        path: ``[P, 5]`` boxes along the track, ``(time, x1, y1, x2, y2)`` in the camera's
+            pixels, time-ordered within ``start..end``; or None. Re-association uses it for
+            spatial evidence (where overlapping cameras see the same spot).
     """
 
     camera_id: str
@@ -35,6 +38,7 @@ class Tracklet:
     features: np.ndarray
     attention: np.ndarray | None = None
     crops: tuple[str, ...] = field(default=())
+    path: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         where = f"tracklet {self.camera_id}:{self.track_id}"
@@ -59,6 +63,22 @@ class Tracklet:
                     f"got {attention.shape}"
                 )
             object.__setattr__(self, "attention", attention)
+        if self.path is not None:
+            path = np.ascontiguousarray(self.path, dtype=np.float64)
+            slack = 1e-3 + 1e-9 * abs(self.end)
+            if (
+                path.ndim != 2
+                or path.shape[1] != 5
+                or not np.isfinite(path).all()
+                or np.any(np.diff(path[:, 0]) < 0)
+                or path[0, 0] < self.start - slack
+                or path[-1, 0] > self.end + slack
+            ):
+                raise TrackletError(
+                    f"{where}: path must be P x 5 (time, x1, y1, x2, y2), finite, time-ordered "
+                    f"within start..end, got shape {path.shape}"
+                )
+            object.__setattr__(self, "path", path)
 
     @property
     def ref(self) -> str:

@@ -14,7 +14,7 @@ from pipeline.matcher.association import (
     tracklet_vectors,
 )
 from pipeline.matcher.evidence import AppearanceEvidence, Density
-from tests.pipeline.scenes import same_partition, unit, walkers
+from tests.pipeline.scenes import overlapping_walkers, same_partition, unit, walkers
 
 
 def test_cannot_links_match_their_definition() -> None:
@@ -128,3 +128,17 @@ def test_density_integrates_to_one_and_appearance_evidence_is_monotone() -> None
     llr = evidence.llr(np.linspace(0.0, 0.3, 50))
     assert np.all(np.diff(llr) <= 1e-12)
     assert evidence.llr(np.quantile(np.linspace(0.05, 0.2, 100), 0.05)) == pytest.approx(0, abs=0.1)
+
+
+def test_overlapping_views_are_mapped_and_used() -> None:
+    """Two cameras sharing a strip: the foot-point map is learned without any link known
+    (it is the 300 px shift), and where two tracklets are seen at once it decides."""
+    tracklets, truth = overlapping_walkers(16, noise=0.45, seed=9)
+    config = MatcherConfig(overlapping=(("left", "right"),))
+    result = associate(tracklets, config)
+    view = result.spatial.maps[("left", "right")]
+    np.testing.assert_allclose(view.affine, [[1, 0, -300], [0, 1, 0]], atol=1e-3)
+    assert view.inlier_pairs == 16
+    without = cluster_tracklets(tracklets, config.model_copy(update={"spatio_temporal": False}))[0]
+    assert not same_partition(without, truth)
+    assert same_partition(result.labels, truth)
