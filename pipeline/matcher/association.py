@@ -2,10 +2,11 @@
 
 Pure numpy (a matcher worker loads no torch). The steps:
 
-1. **Appearance** of a tracklet is the L2-normalised mean of its exemplar features; the
-   distance of two tracklets is ``(1 - cos) / 2`` of those means. With that choice the
-   average-linkage similarity of two clusters is ``sum_A . sum_B / (|A| |B|)``: O(D) per
-   cluster pair, whatever the cluster sizes.
+1. **Appearance** of a tracklet is the L2-normalised mean of its exemplar features with its
+   camera's mean removed (:func:`camera_centred`); the distance of two tracklets is
+   ``(1 - cos) / 2`` of those vectors. With that choice the average-linkage similarity of
+   two clusters is ``sum_A . sum_B / (|A| |B|)``: O(D) per cluster pair, whatever the
+   cluster sizes.
 2. **Cannot-links** come free from the footage: two tracklets seen at the same time in one
    camera, or in two cameras whose views do not overlap, are different people. Hand rules
    (topology gates) are checked on top with :func:`pipeline.matcher.gates.rejection`.
@@ -32,6 +33,7 @@ from pipeline.matcher.geometry import SpatialEvidence
 from pipeline.matcher.types import Sighting, Tracklet
 
 MIN_NEGATIVES = 20  # fewer known-different pairs than this: fall back to the configured threshold
+CAMERA_PRIOR = 5.0  # pseudo-tracklets of the overall mean in each camera's mean
 NEIGHBOURS = 20  # appearance neighbours considered per tracklet in the first pass
 FUSED_NEIGHBOURS = 200  # in the second pass, where time may link dissimilar-looking tracklets
 
@@ -40,6 +42,26 @@ def tracklet_vectors(tracklets: Sequence[Tracklet]) -> np.ndarray:
     """``[N, D]`` L2-normalised mean exemplar feature of each tracklet."""
     means = np.stack([t.features.mean(axis=0) for t in tracklets]).astype(np.float32)
     return means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+
+
+def camera_centred(vectors: np.ndarray, cameras: Sequence[str]) -> np.ndarray:
+    """Vectors with their camera's mean removed, re-normalised.
+
+    Each camera adds its own bias to every embedding (light, colour cast, angle); removing
+    the per-camera mean, estimated from the window's own tracklets, brings one person's
+    views from different cameras closer (the camera-aware normalisation of label-free
+    re-id). Cameras with few tracklets borrow from the mean of all
+    (``CAMERA_PRIOR`` pseudo-tracklets), so a lone tracklet is not centred to nothing.
+    """
+    cameras = np.asarray(cameras)
+    overall = vectors.mean(axis=0)
+    out = np.empty_like(vectors)
+    for camera in np.unique(cameras):
+        mask = cameras == camera
+        n = int(mask.sum())
+        mean = (vectors[mask].sum(axis=0) + CAMERA_PRIOR * overall) / (n + CAMERA_PRIOR)
+        out[mask] = vectors[mask] - mean
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
 def pair_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -197,7 +219,7 @@ def associate(tracklets: Sequence[Tracklet], config: MatcherConfig, seed: int = 
     implausible one vetoes."""
     if not tracklets:
         return Association([], Calibration(config.link_threshold, 0, config.false_link_rate, False))
-    vectors = tracklet_vectors(tracklets)
+    vectors = camera_centred(tracklet_vectors(tracklets), [t.camera_id for t in tracklets])
     negatives = cannot_link_pairs(tracklets, config)
     calibration = calibrate(vectors, negatives, config)
     forbidden = {(int(a), int(b)) for a, b in negatives}

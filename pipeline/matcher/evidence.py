@@ -88,19 +88,31 @@ POOLED: Pair = ("*", "*")
 
 @dataclass(frozen=True)
 class AppearanceEvidence:
-    """Log odds of a link from an appearance distance, against the site's negatives."""
+    """Log odds of a link from an appearance distance, against the site's negatives:
+    ``log(rate / F(d))`` with ``F`` the share of known-different pairs closer than ``d``.
+
+    Closer than every negative, ``F`` is 0 and says nothing more; there the log odds keep
+    rising by one per spread (MAD) of the negatives, so that two such distances are still
+    told apart (capped at ``2 LLR_CLIP``).
+    """
 
     negatives: np.ndarray  # sorted cannot-link distances
     rate: float
+    spread: float
 
     @classmethod
     def fit(cls, negative_distances: np.ndarray, rate: float) -> AppearanceEvidence:
-        return cls(np.sort(np.asarray(negative_distances, np.float64)), rate)
+        negatives = np.sort(np.asarray(negative_distances, np.float64))
+        spread = 1.4826 * float(np.median(np.abs(negatives - np.median(negatives))))
+        return cls(negatives, rate, max(spread, 1e-6))
 
     def llr(self, d: np.ndarray | float) -> np.ndarray:
+        d = np.asarray(d, np.float64)
         n = len(self.negatives)
-        closer = np.searchsorted(self.negatives, np.asarray(d, np.float64)) / n
-        return np.clip(np.log(self.rate) - np.log(np.maximum(closer, 0.5 / n)), -LLR_CLIP, None)
+        closer = np.searchsorted(self.negatives, d) / n
+        beyond = np.maximum(self.negatives[0] - d, 0.0) / self.spread
+        llr = np.log(self.rate) - np.log(np.maximum(closer, 0.5 / n)) + beyond
+        return np.minimum(llr, 2 * LLR_CLIP)
 
 
 @dataclass

@@ -105,7 +105,7 @@ def test_transit_times_recover_the_generator() -> None:
 
 def test_time_links_what_appearance_alone_leaves_apart() -> None:
     """Noisy looks: appearance alone is unsure; learned transit times resolve people."""
-    tracklets, truth = walkers(40, 3, transit=(15.0, 20.0), noise=0.3, seed=8, stagger_s=6.0)
+    tracklets, truth = walkers(40, 3, transit=(15.0, 20.0), noise=0.4, seed=8, stagger_s=6.0)
     appearance = MatcherConfig(spatio_temporal=False)
     both = MatcherConfig()
 
