@@ -199,7 +199,7 @@ def main() -> None:
         "perfect link (ceiling)": None,  # type: ignore[dict-item]
         "greedy online (before)": greedy,
         "re-association, appearance only": appearance_only,
-        "re-association, appearance + transit": reassociate,
+        "re-association, all evidence (default)": reassociate,
         "pipeline now (online + re-association in Redis)": pipeline_default,
     }
     table = Table(title=f"MTMC, {ARGS.footage}, model {ARGS.model or 'ImageNet fallback'}")

@@ -108,28 +108,36 @@ def calibrate(vectors: np.ndarray, negatives: np.ndarray, config: MatcherConfig)
     return Calibration(float(np.quantile(d, rate)), len(negatives), rate, True)
 
 
-def _neighbour_pairs(vectors: np.ndarray, k: int, threshold: float) -> np.ndarray:
-    """Candidate pairs ``[P, 2]`` (k nearest neighbours within ``threshold``), closest first."""
+def _neighbours(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each tracklet's ``k`` nearest others ``[N, k]`` and their distances (blocked)."""
     n = len(vectors)
-    rows, cols, dists = [], [], []
+    k = min(k, n - 1)
+    index = np.empty((n, max(k, 0)), np.int64)
+    distance = np.empty((n, max(k, 0)), np.float32)
+    if k <= 0:
+        return index, distance
     for start in range(0, n, 2048):
-        block = vectors[start : start + 2048] @ vectors.T
-        d = np.clip((1.0 - block) / 2.0, 0.0, 1.0)
-        idx = np.arange(start, min(start + 2048, n))
-        d[idx - start, idx] = np.inf
-        kk = min(k, n - 1)
-        if kk <= 0:
-            break
-        near = np.argpartition(d, kk - 1, axis=1)[:, :kk]
-        nd = np.take_along_axis(d, near, axis=1)
-        keep = nd <= threshold
-        rows.append(np.repeat(idx, kk)[keep.ravel()])
-        cols.append(near[keep])
-        dists.append(nd[keep])
-    if not rows:
+        block = np.clip((1.0 - vectors[start : start + 2048] @ vectors.T) / 2.0, 0.0, 1.0)
+        rows = np.arange(start, min(start + 2048, n))
+        block[rows - start, rows] = np.inf
+        near = np.argpartition(block, k - 1, axis=1)[:, :k]
+        index[rows], distance[rows] = near, np.take_along_axis(block, near, axis=1)
+    return index, distance
+
+
+def _neighbour_pairs(
+    index: np.ndarray, distance: np.ndarray, k: int, threshold: float
+) -> np.ndarray:
+    """Pairs ``[P, 2]`` (i < j) among the ``k`` nearest within ``threshold``, closest first."""
+    order = np.argsort(distance, axis=1, kind="stable")[:, :k]
+    near = np.take_along_axis(index, order, axis=1)
+    d = np.take_along_axis(distance, order, axis=1)
+    keep = d <= threshold
+    rows = np.repeat(np.arange(len(index)), near.shape[1]).reshape(near.shape)[keep]
+    cols, d = near[keep], d[keep]
+    if not len(rows):
         return np.empty((0, 2), np.int64)
-    r, c, d = np.concatenate(rows), np.concatenate(cols), np.concatenate(dists)
-    pairs = np.stack([np.minimum(r, c), np.maximum(r, c)], axis=1)
+    pairs = np.stack([np.minimum(rows, cols), np.maximum(rows, cols)], axis=1)
     pairs, first = np.unique(pairs, axis=0, return_index=True)
     return pairs[np.argsort(d[first], kind="stable")]
 
@@ -223,10 +231,11 @@ def associate(tracklets: Sequence[Tracklet], config: MatcherConfig, seed: int = 
     negatives = cannot_link_pairs(tracklets, config)
     calibration = calibrate(vectors, negatives, config)
     forbidden = {(int(a), int(b)) for a, b in negatives}
+    index, distance = _neighbours(vectors, FUSED_NEIGHBOURS)
     confident = _merge_constrained(
         tracklets,
         vectors,
-        _neighbour_pairs(vectors, NEIGHBOURS, calibration.threshold),
+        _neighbour_pairs(index, distance, NEIGHBOURS, calibration.threshold),
         forbidden,
         lambda ca, cb: _average_distance(ca, cb) <= calibration.threshold,
         config,
@@ -240,16 +249,14 @@ def associate(tracklets: Sequence[Tracklet], config: MatcherConfig, seed: int = 
     appearance = AppearanceEvidence.fit(
         pair_distance(vectors[negatives[:, 0]], vectors[negatives[:, 1]]), config.false_link_rate
     )
-    near = _neighbour_pairs(vectors, FUSED_NEIGHBOURS, 1.0)
+    near = _neighbour_pairs(index, distance, FUSED_NEIGHBOURS, 1.0)
     seen_together = np.array(sorted(spatial.pair_llr), np.int64).reshape(-1, 2)
     candidates = np.unique(np.concatenate([near, seen_together]), axis=0)
-    score = appearance.llr(pair_distance(vectors[candidates[:, 0]], vectors[candidates[:, 1]]))
-    score = score + np.array(
-        [
-            _pair_transit(tracklets[i], tracklets[j], transit)
-            + spatial.pair_llr.get((int(i), int(j)), 0.0)
-            for i, j in candidates
-        ]
+    first, second = candidates[:, 0], candidates[:, 1]
+    score = (
+        appearance.llr(pair_distance(vectors[first], vectors[second]))
+        + _transit_scores(tracklets, first, second, transit)
+        + np.array([spatial.pair_llr.get((int(i), int(j)), 0.0) for i, j in candidates])
     )
     order = np.argsort(-score, kind="stable")
 
@@ -273,10 +280,16 @@ def associate(tracklets: Sequence[Tracklet], config: MatcherConfig, seed: int = 
     return Association(labels, calibration, transit, spatial)
 
 
-def _pair_transit(a: Tracklet, b: Tracklet, transit: TransitModel) -> float:
-    if b.start < a.start:
-        a, b = b, a
-    return transit.llr(a.camera_id, b.camera_id, b.start - a.end)
+def _transit_scores(
+    tracklets: Sequence[Tracklet], first: np.ndarray, second: np.ndarray, transit: TransitModel
+) -> np.ndarray:
+    """Transit log odds of many pairs (the one starting first is the source)."""
+    starts = np.array([t.start for t in tracklets])
+    ends = np.array([t.end for t in tracklets])
+    cameras = np.array([t.camera_id for t in tracklets], dtype=object)
+    earlier = np.where(starts[first] <= starts[second], first, second)
+    later = np.where(earlier == first, second, first)
+    return transit.llr_many(cameras[earlier], cameras[later], starts[later] - ends[earlier])
 
 
 def learn_transit(

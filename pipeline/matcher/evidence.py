@@ -159,6 +159,22 @@ class TransitModel:
         every = self.any.get((source, target), self.any[POOLED])
         return float(np.clip(np.log(same(gap)) - np.log(every(gap)), -LLR_CLIP, LLR_CLIP))
 
+    def llr_many(self, sources: np.ndarray, targets: np.ndarray, gaps: np.ndarray) -> np.ndarray:
+        """:meth:`llr` of many moves at once."""
+        out = np.zeros(len(gaps))
+        if not self.same:
+            return out
+        inside = (gaps >= self.lo) & (gaps < self.hi)
+        keys = np.char.add(np.char.add(sources.astype(str), "\t"), targets.astype(str))
+        for key in np.unique(keys[inside]):
+            mask = inside & (keys == key)
+            pair = tuple(key.split("\t", 1))
+            same = self.same.get(pair, self.same[POOLED])
+            every = self.any.get(pair, self.any[POOLED])
+            llr = np.log(same(gaps[mask])) - np.log(every(gaps[mask]))
+            out[mask] = np.clip(llr, -LLR_CLIP, LLR_CLIP)
+        return out
+
     def table(self) -> list[dict[str, float | int | str]]:
         """Per camera pair: confident links, the mode and spread of their transit times."""
         rows = []
