@@ -282,8 +282,8 @@ class Pipeline:
         if not self._pending or (crops < self.config.reid.max_batch and not force):
             return
         summaries, self._pending = self._pending, []
+        tracklets = []
         for summary, part in zip(summaries, self._embed(summaries), strict=True):
-            crop_paths = self.outputs.track_crops(summary)
             tracklet = Tracklet(
                 summary.camera_id,
                 summary.track_id,
@@ -291,22 +291,25 @@ class Pipeline:
                 summary.end,
                 part.features,
                 part.projections,
-                crop_paths,
+                self.outputs.track_crops(summary),
                 summary.path,
             )
             self.outputs.tracklet(tracklet, summary.final)
-            start = time.perf_counter()
-            if self.publisher is not None:
+            tracklets.append(tracklet)
+        start = time.perf_counter()
+        if self.publisher is not None:
+            for tracklet in tracklets:
                 self.publisher.publish(tracklet)
-                self.state.time("match", time.perf_counter() - start)
-                self.state.decisions["published"] += 1
-                continue
-            decision = self.matcher.decide(tracklet)
             self.state.time("match", time.perf_counter() - start)
+            self.state.decisions["published"] += len(tracklets)
+            return
+        decisions = self.matcher.decide_many(tracklets)  # those ending together: jointly
+        self.state.time("match", time.perf_counter() - start)
+        for summary, tracklet, decision in zip(summaries, tracklets, decisions, strict=True):
             self.state.decisions[decision.action] += 1
             self.state.identities.add(decision.identity)
             self.state.identity_cameras[decision.identity].add(summary.camera_id)
-            self.outputs.decision(summary, decision, crop_paths)
+            self.outputs.decision(summary, decision, tracklet.crops)
             first, last = self._footage
             self._footage = (min(first, summary.start), max(last, summary.end))
         self._maybe_relink()

@@ -69,6 +69,18 @@ def pair_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.clip((1.0 - np.einsum("nd,nd->n", a, b)) / 2.0, 0.0, 1.0)
 
 
+def pair_distances(vectors: np.ndarray, pairs: np.ndarray, chunk: int = 16_384) -> np.ndarray:
+    """Distances of index ``pairs`` ``[P, 2]`` into ``vectors``, a chunk at a time (never a
+    ``P x D`` copy)."""
+    return np.concatenate(
+        [
+            pair_distance(vectors[part[:, 0]], vectors[part[:, 1]])
+            for part in np.array_split(pairs, max(1, -(-len(pairs) // chunk)))
+        ]
+        or [np.empty(0, np.float32)]
+    )
+
+
 def cannot_link_pairs(tracklets: Sequence[Tracklet], config: MatcherConfig) -> np.ndarray:
     """``[P, 2]`` index pairs (i < j) of tracklets that are certainly different people:
     overlapping in time, in one camera or in two cameras whose views do not overlap."""
@@ -104,7 +116,7 @@ def calibrate(vectors: np.ndarray, negatives: np.ndarray, config: MatcherConfig)
     rate = config.false_link_rate
     if len(negatives) < MIN_NEGATIVES:
         return Calibration(config.link_threshold, len(negatives), rate, False)
-    d = pair_distance(vectors[negatives[:, 0]], vectors[negatives[:, 1]])
+    d = pair_distances(vectors, negatives)
     return Calibration(float(np.quantile(d, rate)), len(negatives), rate, True)
 
 
@@ -147,6 +159,7 @@ class _Cluster:
     members: list[int]
     total: np.ndarray  # sum of member vectors
     sightings: list[Sighting] = field(default_factory=list)
+    apart: set[int] = field(default_factory=set)  # tracklets that cannot-link a member
 
 
 Accept = Callable[[_Cluster, _Cluster], bool]
@@ -156,33 +169,39 @@ def _merge_constrained(
     tracklets: Sequence[Tracklet],
     vectors: np.ndarray,
     candidates: np.ndarray,
-    forbidden: set[tuple[int, int]],
+    negatives: np.ndarray,
     accept: Accept,
     config: MatcherConfig,
 ) -> list[int]:
     """Merge clusters along ``candidates`` (best first) where ``accept`` agrees, no cannot-link
-    separates them and the gates allow it; the cluster label of each tracklet."""
+    (``negatives``) separates them and the gates allow it; the cluster label of each
+    tracklet. Without a topology the gates are exactly the cannot-links, so only a topology
+    costs a gate check."""
     clusters = {
         n: _Cluster([n], vectors[n].astype(np.float64), [_sighting(t)])
         for n, t in enumerate(tracklets)
     }
+    for x, y in negatives.tolist():
+        clusters[x].apart.add(y)
+        clusters[y].apart.add(x)
     owner = list(range(len(tracklets)))
-    for i, j in candidates:
+    for i, j in candidates.tolist():
         a, b = owner[i], owner[j]
         if a == b:
             continue
         ca, cb = clusters[a], clusters[b]
-        if not accept(ca, cb):
-            continue
-        if any((min(x, y), max(x, y)) in forbidden for x in ca.members for y in cb.members):
-            continue
-        if any(rejection(tracklets[y], ca.sightings, config) for y in cb.members):
-            continue
         if len(ca.members) < len(cb.members):
             a, b, ca, cb = b, a, cb, ca
+        if not ca.apart.isdisjoint(cb.members) or not accept(ca, cb):
+            continue
+        if config.topology and any(
+            rejection(tracklets[y], ca.sightings, config) for y in cb.members
+        ):
+            continue
         ca.members += cb.members
         ca.total += cb.total
         ca.sightings += cb.sightings
+        ca.apart |= cb.apart
         for y in cb.members:
             owner[y] = a
         del clusters[b]
@@ -230,13 +249,12 @@ def associate(tracklets: Sequence[Tracklet], config: MatcherConfig, seed: int = 
     vectors = camera_centred(tracklet_vectors(tracklets), [t.camera_id for t in tracklets])
     negatives = cannot_link_pairs(tracklets, config)
     calibration = calibrate(vectors, negatives, config)
-    forbidden = {(int(a), int(b)) for a, b in negatives}
     index, distance = _neighbours(vectors, FUSED_NEIGHBOURS)
     confident = _merge_constrained(
         tracklets,
         vectors,
         _neighbour_pairs(index, distance, NEIGHBOURS, calibration.threshold),
-        forbidden,
+        negatives,
         lambda ca, cb: _average_distance(ca, cb) <= calibration.threshold,
         config,
     )
@@ -246,25 +264,27 @@ def associate(tracklets: Sequence[Tracklet], config: MatcherConfig, seed: int = 
     spatial = SpatialEvidence.fit(tracklets, config, seed)
     if not transit.same and not spatial.pair_llr:
         return Association(confident, calibration, transit, spatial)
-    appearance = AppearanceEvidence.fit(
-        pair_distance(vectors[negatives[:, 0]], vectors[negatives[:, 1]]), config.false_link_rate
-    )
+    appearance = AppearanceEvidence.fit(pair_distances(vectors, negatives), config.false_link_rate)
     near = _neighbour_pairs(index, distance, FUSED_NEIGHBOURS, 1.0)
     seen_together = np.array(sorted(spatial.pair_llr), np.int64).reshape(-1, 2)
     candidates = np.unique(np.concatenate([near, seen_together]), axis=0)
     first, second = candidates[:, 0], candidates[:, 1]
     score = (
-        appearance.llr(pair_distance(vectors[first], vectors[second]))
+        appearance.llr(pair_distances(vectors, candidates))
         + _transit_scores(tracklets, first, second, transit)
         + np.array([spatial.pair_llr.get((int(i), int(j)), 0.0) for i, j in candidates])
     )
     order = np.argsort(-score, kind="stable")
 
+    seen_with: dict[int, dict[int, float]] = {}
+    for (x, y), value in spatial.pair_llr.items():
+        seen_with.setdefault(x, {})[y] = value
+        seen_with.setdefault(y, {})[x] = value
+
     def favours_one_person(ca: _Cluster, cb: _Cluster) -> bool:
+        inside = set(cb.members)
         where = sum(
-            spatial.pair_llr.get((min(x, y), max(x, y)), 0.0)
-            for x in ca.members
-            for y in cb.members
+            value for x in ca.members for y, value in seen_with.get(x, {}).items() if y in inside
         )
         looks = float(appearance.llr(_average_distance(ca, cb)))
         return looks + _junction_llr(ca, cb, transit) + where > 0
@@ -273,7 +293,7 @@ def associate(tracklets: Sequence[Tracklet], config: MatcherConfig, seed: int = 
         tracklets,
         vectors,
         candidates[order][score[order] > 0],
-        forbidden,
+        negatives,
         favours_one_person,
         config,
     )

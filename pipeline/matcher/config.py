@@ -40,6 +40,12 @@ class MatcherConfig(Settings):
         description="re-association links where at most this share of the site's "
         "known-different pairs (cannot-links) would be linked",
     )
+    joint_window_s: float = Field(
+        3.0,
+        ge=0.0,
+        description="tracklets ending this close together are assigned jointly "
+        "(one Hungarian assignment); 0 = one by one",
+    )
     relink_every_s: float = Field(
         30.0,
         ge=0.0,

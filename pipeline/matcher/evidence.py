@@ -19,6 +19,7 @@ floor, so a cue never claims certainty from a handful of samples (LLRs are clipp
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -72,6 +73,11 @@ class Density:
         ]
         smooth /= smooth.sum() * step
         return cls(lo, step, (1 - FLOOR) * smooth + FLOOR * uniform)
+
+    def at(self, x: float) -> float:
+        """One value (no numpy call overhead, for loops over single gaps)."""
+        index = min(max(int((x - self.lo) / self.step), 0), len(self.pdf) - 1)
+        return float(self.pdf[index])
 
     def __call__(self, x: np.ndarray | float) -> np.ndarray:
         index = np.clip(((np.asarray(x) - self.lo) / self.step).astype(int), 0, len(self.pdf) - 1)
@@ -157,7 +163,7 @@ class TransitModel:
             return 0.0
         same = self.same.get((source, target), self.same[POOLED])
         every = self.any.get((source, target), self.any[POOLED])
-        return float(np.clip(np.log(same(gap)) - np.log(every(gap)), -LLR_CLIP, LLR_CLIP))
+        return min(max(math.log(same.at(gap)) - math.log(every.at(gap)), -LLR_CLIP), LLR_CLIP)
 
     def llr_many(self, sources: np.ndarray, targets: np.ndarray, gaps: np.ndarray) -> np.ndarray:
         """:meth:`llr` of many moves at once."""

@@ -15,14 +15,16 @@ import json
 import logging
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 import numpy as np
 import redis
+from scipy.optimize import linear_sum_assignment
 
-from pipeline.matcher.association import tracklet_vectors
+from pipeline.matcher.association import cannot_link_pairs, tracklet_vectors
 from pipeline.matcher.codec import decode_sighting, encode_sighting, pack, unpack
 from pipeline.matcher.config import MatcherConfig
 from pipeline.matcher.connection import RETRY_ERRORS, RedisUnavailable, connect
@@ -145,17 +147,17 @@ class Matcher:
         return True
 
     def _sync_index(self) -> None:
-        self._sync(None)
+        self._sync(())
 
-    def _sync(self, tracklet: Tracklet | None) -> dict[bytes, bytes]:
-        """Round trip 1: catch up with other matchers; the tracklet's record, if any."""
+    def _sync(self, tracklets: Sequence[Tracklet]) -> list[dict[bytes, bytes]]:
+        """Round trip 1: catch up with other matchers; the tracklets' records ({} if none)."""
         while True:
             pipe = self.redis.pipeline(transaction=True)
             pipe.get(self.keys.version)
             pipe.xrange(self.keys.events, min=f"({self._cursor}", count=SYNC_BATCH)
-            if tracklet is not None:
+            for tracklet in tracklets:
                 pipe.hgetall(self.keys.tracklet(tracklet.camera_id, tracklet.track_id))
-            version, events, *record = pipe.execute()
+            version, events, *records = pipe.execute()
             self.round_trips += 1
             if not self._apply_events(events):
                 log.warning("events stream was trimmed past this matcher; reloading the index")
@@ -165,7 +167,7 @@ class Matcher:
                 self._bootstrap()  # the namespace expired or was cleared
                 continue
             if len(events) < SYNC_BATCH:
-                return record[0] if record else {}
+                return records
 
     def _fetch(self, identities: list[str]) -> tuple[list[Exemplars | None], list[list[Sighting]]]:
         """Round trip 2: exemplars and sightings of ``identities``."""
@@ -254,6 +256,7 @@ class Matcher:
         action: str,
         exemplars: Exemplars,
         distance: float | None,
+        expected: int,
     ) -> list[str]:
         centroid = exemplars.features.mean(axis=0)
         centroid /= max(float(np.linalg.norm(centroid)), 1e-12)
@@ -275,7 +278,7 @@ class Matcher:
                 keys.tracklets,
             ],
             args=[
-                self._version,
+                expected,
                 identity,
                 action,
                 tracklet.camera_id,
@@ -301,29 +304,53 @@ class Matcher:
         self.round_trips += 1
         return [_text(v) for v in result]
 
+    def _admissible(
+        self,
+        tracklet: Tracklet,
+        exemplars: list[Exemplars | None],
+        sightings: list[list[Sighting]],
+    ) -> list[tuple[int, float]]:
+        """Candidates ``(position, distance)`` within ``link_threshold`` that the gates allow."""
+        live = [n for n, ex in enumerate(exemplars) if ex is not None]
+        distances = self._distances(tracklet, [exemplars[n] for n in live])
+        admissible = []
+        for n, d in zip(live, distances, strict=True):
+            if d > self.config.link_threshold:
+                continue
+            reason = rejection(tracklet, sightings[n], self.config)
+            if reason is None:
+                admissible.append((n, d))
+            else:
+                log.debug("%s not linked to candidate %d (d=%.3f): %s", tracklet.ref, n, d, reason)
+        return admissible
+
+    def _plan_update(self, tracklet: Tracklet, record: dict[bytes, bytes]) -> Decision | tuple:
+        identity = record[b"identity"].decode()
+        if tracklet.end <= float(record[b"end"]):
+            return Decision(identity, "duplicate")
+        (old,), _ = self._fetch([identity])
+        return (identity, "update", self._merge(old, tracklet), None, 1)
+
+    def _execute(self, tracklet: Tracklet, plan: tuple, expected: int) -> Decision | None:
+        identity, action, merged, distance, considered = plan
+        got, outcome = self._commit_plan(tracklet, identity, action, merged, distance, expected)
+        if outcome in ("retry", "conflict"):
+            return None
+        if outcome == "duplicate":
+            return Decision(got, "duplicate")
+        return Decision(got, outcome, distance, considered)
+
     def _decide_once(self, tracklet: Tracklet) -> Decision | None:
-        record = self._sync(tracklet)
+        (record,) = self._sync([tracklet])
         if record:
-            identity = record[b"identity"].decode()
-            if tracklet.end <= float(record[b"end"]):
-                return Decision(identity, "duplicate")
-            (old,), _ = self._fetch([identity])
-            plan = (identity, "update", self._merge(old, tracklet), None, 1)
+            plan = self._plan_update(tracklet, record)
+            if isinstance(plan, Decision):
+                return plan
         else:
             names = self.index.search(tracklet.features, self.config.top_k)
             exemplars, sightings = self._fetch(names)
-            live = [n for n, ex in enumerate(exemplars) if ex is not None]
-            distances = self._distances(tracklet, [exemplars[n] for n in live])
-            best: tuple[float, int] | None = None
-            for n, d in zip(live, distances, strict=True):
-                if d > self.config.link_threshold or (best is not None and d >= best[0]):
-                    continue
-                reason = rejection(tracklet, sightings[n], self.config)
-                if reason is None:
-                    best = (d, n)
-                else:
-                    log.debug("%s not linked to %s (d=%.3f): %s", tracklet.ref, names[n], d, reason)
-            if best is None:
+            admissible = self._admissible(tracklet, exemplars, sightings)
+            if not admissible:
                 plan = (
                     self.new_identity_id(tracklet),
                     "new_identity",
@@ -332,15 +359,92 @@ class Matcher:
                     len(names),
                 )
             else:
-                d, n = best
+                n, d = min(admissible, key=lambda item: item[1])
                 plan = (names[n], "link", self._merge(exemplars[n], tracklet), d, len(names))
-        identity, action, merged, distance, considered = plan
-        got, outcome = self._commit_plan(tracklet, identity, action, merged, distance)
-        if outcome in ("retry", "conflict"):
-            return None
-        if outcome == "duplicate":
-            return Decision(got, "duplicate")
-        return Decision(got, outcome, distance, considered)
+        return self._execute(tracklet, plan, self._version)
+
+    def _decide_jointly(self, group: Sequence[Tracklet]) -> list[Decision | None]:
+        """One assignment for tracklets that finished together (Hungarian): each links to at
+        most one admissible identity, no identity takes two of them, founding a new identity
+        costs ``link_threshold``. Commits go in one by one, each expecting the version its
+        predecessor left; whatever a rival's commit interrupts is left None (decided alone)."""
+        records = self._sync(group)
+        fresh = [n for n, record in enumerate(records) if not record]
+        results: list[Decision | None] = [None] * len(group)
+        if len(fresh) < 2:
+            return results
+        names = list(
+            dict.fromkeys(
+                name
+                for n in fresh
+                for name in self.index.search(group[n].features, self.config.top_k)
+            )
+        )
+        exemplars, sightings = self._fetch(names)
+        blocked = 1e6  # "not allowed" (linear_sum_assignment wants finite costs)
+        cost = np.full((len(fresh), len(names) + len(fresh)), blocked)
+        for row, n in enumerate(fresh):
+            for col, d in self._admissible(group[n], exemplars, sightings):
+                cost[row, col] = d
+            cost[row, len(names) + row] = self.config.link_threshold
+        rows, cols = linear_sum_assignment(cost)
+        expected = self._version
+        for row, col in zip(rows, cols, strict=True):
+            tracklet = group[fresh[row]]
+            if col >= len(names):
+                plan = (
+                    self.new_identity_id(tracklet),
+                    "new_identity",
+                    self._merge(None, tracklet),
+                    None,
+                    len(names),
+                )
+            else:
+                plan = (
+                    names[col],
+                    "link",
+                    self._merge(exemplars[col], tracklet),
+                    float(cost[row, col]),
+                    len(names),
+                )
+            decision = self._execute(tracklet, plan, expected)
+            if decision is None:
+                break
+            results[fresh[row]] = decision
+            expected += 1
+        return results
+
+    def decide_many(self, tracklets: Sequence[Tracklet]) -> list[Decision]:
+        """Decide tracklets that end within ``joint_window_s`` of each other and are certainly
+        different people (seen at once in one camera or in cameras that do not overlap, so
+        one identity cannot take two of them) jointly (:meth:`_decide_jointly`); the rest,
+        updates and whatever a rival interrupts one by one."""
+        order = sorted(range(len(tracklets)), key=lambda n: tracklets[n].end)
+        decisions: dict[int, Decision] = {}
+        group: list[int] = []
+        window = self.config.joint_window_s
+
+        def flush() -> None:
+            members = [tracklets[n] for n in group]
+            apart = {(int(a), int(b)) for a, b in cannot_link_pairs(members, self.config)}
+            together: list[int] = []
+            for k in range(len(group)):
+                if all((m, k) in apart for m in together):
+                    together.append(k)
+            if len(together) > 1 and window > 0:
+                joint = self.call_with_retry(self._decide_jointly, [members[k] for k in together])
+                decisions.update({group[k]: d for k, d in zip(together, joint, strict=True) if d})
+            for n in group:
+                if n not in decisions:
+                    decisions[n] = self.decide(tracklets[n])
+            group.clear()
+
+        for n in order:
+            if group and tracklets[n].end - tracklets[group[0]].end > window:
+                flush()
+            group.append(n)
+        flush()
+        return [decisions[n] for n in range(len(tracklets))]
 
     def decide(self, tracklet: Tracklet) -> Decision:
         """Link ``tracklet`` to an identity (or found one) and record it atomically."""

@@ -151,3 +151,40 @@ def test_a_matcher_worker_loads_no_torch() -> None:
     code = "import sys, pipeline.matcher, pipeline.matcher.relink; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_joint_assignment_fixes_what_greedy_order_gets_wrong(
+    redis_url: str, namespace: str
+) -> None:
+    """Alice and Bob are known. Two tracklets end together in two cameras: t1 looks a bit
+    more like Alice than Bob, t2 like Alice only. One by one, t1 takes Alice and t2 (not in
+    two places at once) founds a new identity; jointly, t1 -> Bob and t2 -> Alice."""
+    rng = np.random.default_rng(3)
+    basis = np.linalg.qr(rng.standard_normal((16, 16)))[0]
+    alice, bob, other = basis[0], basis[1], basis[2]
+
+    def look(*mix: float) -> np.ndarray:
+        v = mix[0] * alice + mix[1] * bob + mix[2] * other
+        return (v / np.linalg.norm(v))[None].astype(np.float32)
+
+    config = MatcherConfig(link_threshold=0.2)
+
+    def known(ns: str) -> tuple[Matcher, str, str]:
+        matcher = Matcher(redis_url, ns, config)
+        a = matcher.submit(Tracklet("cam0", 1, 0.0, 5.0, look(1, 0, 0)))
+        b = matcher.submit(Tracklet("cam0", 2, 0.0, 5.0, look(0, 1, 0)))
+        return matcher, a, b
+
+    t1 = Tracklet("cam1", 1, 20.0, 30.0, look(0.75, 0.7, 0.1))
+    t2 = Tracklet("cam2", 1, 21.0, 30.5, look(0.85, 0.0, 0.5))
+    one_by_one, a, b = known(namespace)
+    greedy = [one_by_one.decide(t1), one_by_one.decide(t2)]
+    assert greedy[0].identity == a and greedy[1].action == "new_identity"
+    one_by_one.clear()
+    joint_matcher, a, b = known(namespace)
+    joint = joint_matcher.decide_many([t1, t2])
+    assert [d.identity for d in joint] == [b, a]
+    assert [d.action for d in joint] == ["link", "link"]
+    assert joint_matcher.identity_of("cam1", 1) == b and joint_matcher.identity_of("cam2", 1) == a
+    # a resubmission of the same batch is idempotent
+    assert [d.action for d in joint_matcher.decide_many([t1, t2])] == ["duplicate", "duplicate"]

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import redis
 
-from pipeline.matcher import Matcher, Tracklet
+from pipeline.matcher import Matcher, MatcherConfig, Tracklet
 from pipeline.matcher.keys import Keys
 from pipeline.matcher.stream import GROUP, MatcherWorker, TrackletPublisher
+from tests.pipeline.scenes import same_partition, walkers
 
 pytestmark = pytest.mark.redis
 PEOPLE, CAMERAS, DIM = 12, 4, 32
@@ -156,3 +157,39 @@ def test_redis_restart_mid_run_loses_nothing(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(10)
+
+
+def _decide_in_batches(url: str, namespace: str, seed: int, out: dict) -> None:
+    tracklets, _ = walkers(12, 3, noise=0.1, seed=21)
+    matcher = Matcher(url, namespace, MatcherConfig(link_threshold=0.35, joint_window_s=30.0))
+    size = 3 + seed % 5  # each process cuts the stream into different batches
+    told = {}
+    for start in range(0, len(tracklets), size):
+        batch = tracklets[start : start + size]
+        for t, decision in zip(batch, matcher.decide_many(batch), strict=True):
+            told[t.ref] = decision.identity
+    out[seed] = told
+
+
+def test_joint_decisions_race_without_duplicates_or_losses(redis_url: str, namespace: str) -> None:
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager:
+        out = manager.dict()
+        procs = [
+            ctx.Process(target=_decide_in_batches, args=(redis_url, namespace, s, out))
+            for s in range(8)
+        ]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(300)
+        assert all(p.exitcode == 0 for p in procs)
+        results = dict(out)
+    tracklets, truth = walkers(12, 3, noise=0.1, seed=21)
+    matcher = Matcher(redis_url, namespace)
+    recorded = {t.ref: matcher.identity_of(t.camera_id, t.track_id) for t in tracklets}
+    assert None not in recorded.values()
+    for told in results.values():
+        assert told == recorded
+    assert len({name for name, _ in matcher.identities(1000)}) == 12
+    assert same_partition([recorded[t.ref] for t in tracklets], truth)
