@@ -11,9 +11,10 @@ Pure numpy (a matcher worker loads no torch). The steps:
    camera, or in two cameras whose views do not overlap, are different people. Hand rules
    (topology gates) are checked on top with :func:`pipeline.matcher.gates.rejection`.
 3. **Calibration**: the cannot-link pairs are a sample of known-different pairs of *this*
-   site, seen by *this* model. The link threshold is their ``false_link_rate`` quantile:
-   a link is made only where at most that share of known-different pairs would be linked.
-   No hand-tuned distance, and it moves with the model and the site.
+   site, seen by *this* model. The link threshold is their quantile at the pair rate
+   ``false_links_per_tracklet / (N - 1)`` for a window of ``N`` tracklets: on average that
+   many known-different tracklets fall within the threshold of any one tracklet, however
+   large the window. No hand-tuned distance; it moves with the model and the site.
 4. **Clustering**: constrained average linkage. Candidate pairs (k nearest neighbours) in
    ascending distance; two clusters merge when their average-linkage distance is below the
    threshold and no member of one cannot-link any member of the other.
@@ -99,21 +100,26 @@ class Calibration:
 
     threshold: float
     negatives: int
-    false_link_rate: float
+    pair_rate: float  # share of known-different pairs within the threshold
     learned: bool  # False: too few negatives, the configured threshold is used
 
     def as_dict(self) -> dict[str, float | int | bool]:
         return {
             "threshold": self.threshold,
             "negatives": self.negatives,
-            "false_link_rate": self.false_link_rate,
+            "pair_rate": self.pair_rate,
             "learned": self.learned,
         }
 
 
+def pair_rate(tracklets: int, config: MatcherConfig) -> float:
+    """The share of known-different pairs a link threshold may admit in a window."""
+    return min(config.false_links_per_tracklet / max(tracklets - 1, 1), 0.5)
+
+
 def calibrate(vectors: np.ndarray, negatives: np.ndarray, config: MatcherConfig) -> Calibration:
-    """Threshold = the ``false_link_rate`` quantile of known-different pair distances."""
-    rate = config.false_link_rate
+    """Threshold = the known-different pair distances' quantile at the pair rate."""
+    rate = pair_rate(len(vectors), config)
     if len(negatives) < MIN_NEGATIVES:
         return Calibration(config.link_threshold, len(negatives), rate, False)
     d = pair_distances(vectors, negatives)
@@ -139,19 +145,21 @@ def _neighbours(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _neighbour_pairs(
     index: np.ndarray, distance: np.ndarray, k: int, threshold: float
-) -> np.ndarray:
-    """Pairs ``[P, 2]`` (i < j) among the ``k`` nearest within ``threshold``, closest first."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs ``[P, 2]`` (i < j) among the ``k`` nearest within ``threshold``, closest first,
+    and their distances."""
+    n = len(index)
     order = np.argsort(distance, axis=1, kind="stable")[:, :k]
     near = np.take_along_axis(index, order, axis=1)
     d = np.take_along_axis(distance, order, axis=1)
     keep = d <= threshold
-    rows = np.repeat(np.arange(len(index)), near.shape[1]).reshape(near.shape)[keep]
+    rows = np.broadcast_to(np.arange(n)[:, None], near.shape)[keep]
     cols, d = near[keep], d[keep]
-    if not len(rows):
-        return np.empty((0, 2), np.int64)
-    pairs = np.stack([np.minimum(rows, cols), np.maximum(rows, cols)], axis=1)
-    pairs, first = np.unique(pairs, axis=0, return_index=True)
-    return pairs[np.argsort(d[first], kind="stable")]
+    codes = np.minimum(rows, cols) * n + np.maximum(rows, cols)
+    codes, first = np.unique(codes, return_index=True)  # each pair once
+    order = np.argsort(d[first], kind="stable")
+    codes, d = codes[order], d[first][order]
+    return np.stack([codes // n, codes % n], axis=1), d
 
 
 @dataclass
@@ -245,7 +253,7 @@ def associate(tracklets: Sequence[Tracklet], config: MatcherConfig, seed: int = 
     so a plausible transit or a matching position lets a less certain look link, and an
     implausible one vetoes."""
     if not tracklets:
-        return Association([], Calibration(config.link_threshold, 0, config.false_link_rate, False))
+        return Association([], Calibration(config.link_threshold, 0, 0.0, False))
     vectors = camera_centred(tracklet_vectors(tracklets), [t.camera_id for t in tracklets])
     negatives = cannot_link_pairs(tracklets, config)
     calibration = calibrate(vectors, negatives, config)
@@ -253,7 +261,7 @@ def associate(tracklets: Sequence[Tracklet], config: MatcherConfig, seed: int = 
     confident = _merge_constrained(
         tracklets,
         vectors,
-        _neighbour_pairs(index, distance, NEIGHBOURS, calibration.threshold),
+        _neighbour_pairs(index, distance, NEIGHBOURS, calibration.threshold)[0],
         negatives,
         lambda ca, cb: _average_distance(ca, cb) <= calibration.threshold,
         config,
@@ -264,15 +272,25 @@ def associate(tracklets: Sequence[Tracklet], config: MatcherConfig, seed: int = 
     spatial = SpatialEvidence.fit(tracklets, config, seed)
     if not transit.same and not spatial.pair_llr:
         return Association(confident, calibration, transit, spatial)
-    appearance = AppearanceEvidence.fit(pair_distances(vectors, negatives), config.false_link_rate)
-    near = _neighbour_pairs(index, distance, FUSED_NEIGHBOURS, 1.0)
-    seen_together = np.array(sorted(spatial.pair_llr), np.int64).reshape(-1, 2)
-    candidates = np.unique(np.concatenate([near, seen_together]), axis=0)
+    appearance = AppearanceEvidence.fit(pair_distances(vectors, negatives), calibration.pair_rate)
+    near, near_d = _neighbour_pairs(index, distance, FUSED_NEIGHBOURS, 1.0)
+    n = len(tracklets)
+    seen = np.array(sorted(spatial.pair_llr), np.int64).reshape(-1, 2)
+    seen_llr = np.array([spatial.pair_llr[(int(i), int(j))] for i, j in seen])
+    extra = seen[~np.isin(seen[:, 0] * n + seen[:, 1], near[:, 0] * n + near[:, 1])]
+    candidates = np.concatenate([near, extra])
     first, second = candidates[:, 0], candidates[:, 1]
+    codes = first * n + second
+    where = np.zeros(len(candidates))
+    if len(seen):
+        seen_codes = seen[:, 0] * n + seen[:, 1]
+        slot = np.clip(np.searchsorted(seen_codes, codes), 0, len(seen) - 1)
+        hit = seen_codes[slot] == codes
+        where[hit] = seen_llr[slot[hit]]
     score = (
-        appearance.llr(pair_distances(vectors, candidates))
+        appearance.llr(np.concatenate([near_d, pair_distances(vectors, extra)]))
         + _transit_scores(tracklets, first, second, transit)
-        + np.array([spatial.pair_llr.get((int(i), int(j)), 0.0) for i, j in candidates])
+        + where
     )
     order = np.argsort(-score, kind="stable")
 

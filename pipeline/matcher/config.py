@@ -33,12 +33,13 @@ class MatcherConfig(Settings):
 
     top_k: int = Field(10, ge=1, description="candidate identities re-scored per tracklet")
     link_threshold: float = Field(0.2, gt=0.0, le=1.0)
-    false_link_rate: float = Field(
-        0.01,
+    false_links_per_tracklet: float = Field(
+        0.35,
         gt=0.0,
-        lt=0.5,
-        description="re-association links where at most this share of the site's "
-        "known-different pairs (cannot-links) would be linked",
+        le=10.0,
+        description="re-association's link threshold: how many known-different tracklets "
+        "may, on average, fall within it of any one tracklet (the pair rate is this over the "
+        "window's tracklet count, so the threshold tightens as the window grows)",
     )
     joint_window_s: float = Field(
         3.0,

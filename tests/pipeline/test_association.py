@@ -35,14 +35,15 @@ def test_cannot_links_match_their_definition() -> None:
 
 def test_threshold_is_the_negatives_quantile() -> None:
     tracklets, _ = walkers(12, 3, seed=2)
-    config = MatcherConfig(false_link_rate=0.05)
+    config = MatcherConfig(false_links_per_tracklet=1.75)  # 36 tracklets: pair rate 5%
     vectors = tracklet_vectors(tracklets)
     negatives = cannot_link_pairs(tracklets, config)
     got = calibrate(vectors, negatives, config)
     means = [unit(t.features.mean(axis=0)) for t in tracklets]
     distances = [(1 - float(means[i] @ means[j])) / 2 for i, j in negatives]
     assert got.learned and got.negatives == len(distances)
-    assert got.threshold == pytest.approx(np.quantile(distances, 0.05), abs=1e-6)
+    assert got.pair_rate == pytest.approx(1.75 / 35)
+    assert got.threshold == pytest.approx(np.quantile(distances, 1.75 / 35), abs=1e-6)
 
 
 def test_too_few_negatives_fall_back_to_the_configured_threshold() -> None:
@@ -69,7 +70,7 @@ def test_cannot_link_keeps_lookalikes_apart() -> None:
     tracklets, _ = walkers(12, 2, noise=0.1, dim=16, seed=5)
     a = Tracklet("cam0", 1, 500.0, 510.0, np.repeat(twin, 3, axis=0))
     b = Tracklet("cam0", 2, 505.0, 515.0, np.repeat(twin, 3, axis=0))
-    labels, _ = cluster_tracklets([*tracklets, a, b], MatcherConfig(false_link_rate=0.4))
+    labels, _ = cluster_tracklets([*tracklets, a, b], MatcherConfig(false_links_per_tracklet=10.0))
     assert labels[-1] != labels[-2]
 
 
