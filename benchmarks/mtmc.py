@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import yaml
 from rich.console import Console
 from rich.table import Table
@@ -34,7 +35,16 @@ from pipeline.config import load_pipeline_config
 from pipeline.demo_data import fetch_vtest
 from pipeline.evaluation import evaluate_mtmc, oracle_identities
 from pipeline.matcher import Matcher, MatcherConfig, connect
-from pipeline.matcher.association import cluster_tracklets
+from pipeline.matcher.association import (
+    associate,
+    camera_centred,
+    cannot_link_pairs,
+    cluster_tracklets,
+    pair_distances,
+    tracklet_vectors,
+    transit_scores,
+)
+from pipeline.matcher.evidence import AppearanceEvidence
 from pipeline.run_record import read_summaries, read_tracklets, write_mtmc
 from pipeline.runner import Pipeline
 from pipeline.scene import generate_scene
@@ -174,6 +184,57 @@ def pipeline_default(run: Path, config: MatcherConfig) -> Callable[[str, int], s
     return lambda camera, track: found.get((camera, track))
 
 
+def auc(scores: np.ndarray, same: np.ndarray) -> float:
+    """Area under the ROC curve: the chance a same-person pair outscores a different one
+    (Mann-Whitney, ties counted half)."""
+    order = np.argsort(scores, kind="stable")
+    ranks = np.empty(len(scores))
+    ranks[order] = np.arange(1, len(scores) + 1)
+    for value in np.unique(
+        scores[np.r_[False, np.diff(scores[order]) == 0]] if len(scores) else []
+    ):
+        tied = scores == value
+        ranks[tied] = ranks[tied].mean()
+    positives, negatives = int(same.sum()), int((~same).sum())
+    return float((ranks[same].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def verification_auc(run: Path, gt: Path, config: MatcherConfig) -> dict[str, float]:
+    """Pair-verification AUC on every pair of tracklets that is not a cannot-link, labelled
+    by the ground truth (which no evidence model ever sees): raw appearance, camera-centred
+    appearance, and everything re-association weighs."""
+    tracklets = read_tracklets(run)
+    oracle = oracle_identities(gt, run)
+    truth = np.array([oracle(t.camera_id, t.track_id) for t in tracklets])
+    raw = tracklet_vectors(tracklets)
+    centred = camera_centred(raw, [t.camera_id for t in tracklets])
+    negatives = cannot_link_pairs(tracklets, config)
+    n = len(tracklets)
+    i, j = np.triu_indices(n, 1)
+    keep = ~np.isin(i * n + j, negatives[:, 0] * n + negatives[:, 1])
+    i, j = i[keep], j[keep]
+    pairs = np.stack([i, j], axis=1)
+    same = truth[i] == truth[j]
+    result = associate(tracklets, config)
+    appearance = AppearanceEvidence.fit(
+        pair_distances(centred, negatives), result.calibration.pair_rate
+    )
+    everything = appearance.llr(pair_distances(centred, pairs))
+    if result.transit is not None:
+        everything = everything + transit_scores(tracklets, i, j, result.transit)
+    if result.spatial is not None:
+        everything = everything + np.array(
+            [result.spatial.pair_llr.get((int(a), int(b)), 0.0) for a, b in pairs]
+        )
+    return {
+        "pairs": len(pairs),
+        "same": int(same.sum()),
+        "appearance": auc(-pair_distances(raw, pairs), same),
+        "camera-centred": auc(-pair_distances(centred, pairs), same),
+        "all evidence": auc(everything, same),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--footage", choices=["synthetic", "vtest"], default="synthetic")
@@ -206,6 +267,7 @@ def main() -> None:
     for col in ("footage", "linker", "identities", "IDF1", "IDP", "IDR", "vs floor"):
         table.add_column(col, justify="right")
     idf1: dict[str, list[float]] = {name: [] for name in linkers}
+    aucs: dict[str, dict[str, float]] = {}
     for name, (cams, gt, folder) in footages.items():
         tag = (ARGS.model or "fallback").replace("/", "_")
         run = run_once(cams, folder / f"run-{tag}", extra + ["redis.namespace=bench-mtmc"])
@@ -227,7 +289,19 @@ def main() -> None:
                 f"{scores['idf1'] - idf1['never link (floor)'][-1]:+.3f}",
             )
         table.add_section()
+        aucs[name] = verification_auc(run, gt, pipeline_config.matcher)
     console.print(table)
+    pairs = Table(title="pair-verification AUC (pairs that are not cannot-links, GT labels)")
+    for col in ("footage", "pairs", "same-person", "appearance", "camera-centred", "all"):
+        pairs.add_column(col, justify="right")
+    for name, row in aucs.items():
+        pairs.add_row(
+            name,
+            str(row["pairs"]),
+            str(row["same"]),
+            *(f"{row[k]:.3f}" for k in ("appearance", "camera-centred", "all evidence")),
+        )
+    console.print(pairs)
     floor = idf1["never link (floor)"]
     for name, values in idf1.items():
         gains = [v - f for v, f in zip(values, floor, strict=True)]

@@ -314,6 +314,16 @@ class Pipeline:
             self._footage = (min(first, summary.start), max(last, summary.end))
         self._maybe_relink()
 
+    def _final_identities(self) -> None:
+        """After the last re-association: the summary counts the identities as they ended."""
+        self.state.identities.clear()
+        self.state.identity_cameras.clear()
+        for camera, track in self.outputs.identity_of:
+            identity = self.matcher.identity_of(camera, track)
+            if identity is not None:
+                self.state.identities.add(identity)
+                self.state.identity_cameras[identity].add(camera)
+
     def _maybe_relink(self, final: bool = False) -> None:
         """Re-associate recent tracklets every ``relink_every_s`` of footage, and over the
         whole run at its end, so early mistakes are repaired (merges and splits in Redis)."""
@@ -368,6 +378,7 @@ class Pipeline:
             self._submit_pending(force=True)
             if self.matcher is not None:
                 self._maybe_relink(final=True)
+                self._final_identities()
             if self.publisher is not None and not self.publisher.flush():
                 log.error(
                     "%d tracklets could not be published (Redis down)", len(self.publisher.pending)

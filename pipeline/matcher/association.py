@@ -289,7 +289,7 @@ def associate(tracklets: Sequence[Tracklet], config: MatcherConfig, seed: int = 
         where[hit] = seen_llr[slot[hit]]
     score = (
         appearance.llr(np.concatenate([near_d, pair_distances(vectors, extra)]))
-        + _transit_scores(tracklets, first, second, transit)
+        + transit_scores(tracklets, first, second, transit)
         + where
     )
     order = np.argsort(-score, kind="stable")
@@ -318,7 +318,7 @@ def associate(tracklets: Sequence[Tracklet], config: MatcherConfig, seed: int = 
     return Association(labels, calibration, transit, spatial)
 
 
-def _transit_scores(
+def transit_scores(
     tracklets: Sequence[Tracklet], first: np.ndarray, second: np.ndarray, transit: TransitModel
 ) -> np.ndarray:
     """Transit log odds of many pairs (the one starting first is the source)."""

@@ -51,13 +51,16 @@ def test_cli_runs_end_to_end_and_writes_every_output(
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == 2 * 240 and summary["identities"] >= 1
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
-    assert {e["type"] for e in events} <= {"new_identity", "link", "update"}
-    assert sum(e["type"] == "new_identity" for e in events) == summary["identities"]
+    assert {e["type"] for e in events} <= {"new_identity", "link", "update", "merge", "split"}
+    assert {e["type"] for e in events} >= {"new_identity"}
     rows = [line.split() for line in (out / "mtmc.txt").read_text().splitlines()]
     assert rows and all(len(r) == 9 and r[7:] == ["-1", "-1"] for r in rows)
     ids = json.loads((out / "ids.json").read_text())
     assert set(ids["cameras"].values()) == {"cam0", "cam1"}
     assert {r[1] for r in rows} <= set(ids["identities"])
+    # mtmc.txt, crops/ and the summary all carry the identities as re-association left them
+    assert len(ids["identities"]) == summary["identities"]
+    assert {p.name for p in (out / "crops").iterdir()} == set(ids["identities"].values())
     assert sorted(p.name for p in (out / "video").iterdir()) == ["cam0.mp4", "cam1.mp4"]
     # the crop folders are site training data
     crops = site(out / "crops", train_fraction=0.5) if summary["identities"] > 1 else None
