@@ -3,10 +3,12 @@
 from pipeline.matcher.config import MatcherConfig, TransitRule
 from pipeline.matcher.connection import RedisUnavailable, connect
 from pipeline.matcher.matcher import Matcher, MatcherBusy
+from pipeline.matcher.reader import IdentityReader
 from pipeline.matcher.types import Decision, Sighting, Tracklet, TrackletError
 
 __all__ = [
     "Decision",
+    "IdentityReader",
     "Matcher",
     "MatcherBusy",
     "MatcherConfig",

@@ -1,62 +1,43 @@
-"""Cross-camera identity linking with all state in Redis.
+"""Cross-camera identity linking: the decisions.
 
-A decision costs three Redis round trips: (1) in one MULTI/EXEC, the gallery version, the
-events since the last sync (mirrored into the in-process :class:`IdentityIndex`) and the
-tracklet's record; (2) the exemplars and sightings of the top-k candidates; (3) the
-``commit.lua`` script, which writes only if the gallery version is still the one the
-decision saw. Otherwise the matcher re-syncs and decides again, so concurrent matchers never
-link against a stale gallery, and a tracklet is recorded once however often it is submitted.
+Each tracklet is scored against its top-k candidate identities (best exemplar pair, plus
+attention consistency when the model exports it), gated (never in two places at once,
+topology), and linked to the closest admissible one or founds an identity; tracklets that
+end together and are certainly different people are assigned jointly (one Hungarian
+assignment). Every decision is committed atomically by the :class:`Gallery`; periodic
+re-association (:mod:`pipeline.matcher.relink`) revisits them with all the evidence.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from importlib import resources
-from typing import Any
 
 import numpy as np
 import redis
 from scipy.optimize import linear_sum_assignment
 
-from pipeline.matcher.association import cannot_link_pairs, tracklet_vectors
-from pipeline.matcher.codec import decode_sighting, encode_sighting, pack, unpack
+from pipeline.matcher.association import cannot_link_pairs
 from pipeline.matcher.config import MatcherConfig
-from pipeline.matcher.connection import RETRY_ERRORS, RedisUnavailable, connect
+from pipeline.matcher.gallery import Exemplars, Gallery
 from pipeline.matcher.gates import rejection
-from pipeline.matcher.index import IdentityIndex
-from pipeline.matcher.keys import Keys
 from pipeline.matcher.relink import Reassociator, RelinkReport
 from pipeline.matcher.types import Decision, Sighting, Tracklet
 from reid.runtime.pair_scoring import AttentionScorer, combine
 
 log = logging.getLogger(__name__)
 
-COMMIT_SCRIPT = resources.files("pipeline.matcher").joinpath("lua/commit.lua").read_text()
-SYNC_BATCH = 10_000
-
 
 class MatcherBusy(RuntimeError):
     """Commits kept losing to concurrent matchers for ``max_retries`` attempts."""
 
 
-@dataclass
-class Exemplars:
-    features: np.ndarray  # [M, D] float32
-    attention: np.ndarray | None  # [M, r, h, w] or None
-
-
-def _text(value: bytes | str | None) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-class Matcher:
-    """Links tracklets into global identities stored in Redis.
+class Matcher(Gallery):
+    """Links tracklets into global identities: the decisions. The gallery in Redis
+    (:class:`~pipeline.matcher.gallery.Gallery`) and reading it back
+    (:class:`~pipeline.matcher.reader.IdentityReader`) live in their own modules.
 
     Args:
         redis_url: ``redis://`` / ``rediss://`` / ``unix://`` URL; None starts the embedded
@@ -76,123 +57,8 @@ class Matcher:
         scorer: AttentionScorer | None = None,
         client: redis.Redis | None = None,
     ) -> None:
-        self.config = config or MatcherConfig()
-        self.redis = client if client is not None else connect(redis_url)
-        self.keys = Keys(namespace)
+        super().__init__(redis_url, namespace, config, client)
         self.scorer = scorer
-        self._commit = self.redis.register_script(COMMIT_SCRIPT)
-        self.index = IdentityIndex(self.config.index_dim)
-        self.round_trips = 0
-        self._cursor = "0-0"
-        self._version = 0
-        self.call_with_retry(self._bootstrap)
-
-    # -- Redis plumbing ------------------------------------------------------------------
-    def call_with_retry(self, fn: Any, *args: Any) -> Any:
-        """Run ``fn`` with retries while Redis is unreachable (redis-py retries each command
-        briefly; this outer loop rides out restarts of up to about a minute)."""
-        delay = 0.1
-        for attempt in range(12):
-            try:
-                return fn(*args)
-            except RETRY_ERRORS as exc:
-                if attempt == 11:
-                    raise RedisUnavailable(f"Redis unavailable after retries: {exc}") from exc
-                log.warning("Redis unavailable (%s); retrying in %.1fs", exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 8.0)
-        raise AssertionError("unreachable")
-
-    def _bootstrap(self) -> None:
-        """Load every live identity's centroid; events after the cursor are applied later."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.xrevrange(self.keys.events, count=1)
-        pipe.get(self.keys.version)
-        pipe.zrange(self.keys.identities, 0, -1)
-        last, version, ids = pipe.execute()
-        self.round_trips += 1
-        self._cursor = _text(last[0][0]) if last else "0-0"
-        self._version = int(version or 0)
-        self.index = IdentityIndex(self.config.index_dim)
-        names = [_text(i) for i in ids]
-        for start in range(0, len(names), 1000):
-            chunk = names[start : start + 1000]
-            pipe = self.redis.pipeline(transaction=False)
-            for name in chunk:
-                pipe.hmget(self.keys.identity(name), "centroid", "centroid_meta")
-            found = [
-                (n, unpack(b, m))
-                for n, (b, m) in zip(chunk, pipe.execute(), strict=True)
-                if b is not None
-            ]
-            if found:
-                self.index.upsert_many([n for n, _ in found], np.stack([c for _, c in found]))
-            self.round_trips += 1
-
-    def _apply_events(self, events: list[tuple[bytes, dict[bytes, bytes]]]) -> bool:
-        """Mirror events into the index; False when one was missed (stream trimmed)."""
-        for event_id, fields in events:
-            version = int(fields[b"version"])
-            if version <= self._version:
-                continue  # already applied (our own commit, or a bootstrap overlap)
-            if version != self._version + 1:
-                return False
-            identity = fields[b"identity"].decode()
-            if fields[b"type"] == b"merge":
-                self.index.remove(identity)
-            else:
-                self.index.upsert(identity, unpack(fields[b"centroid"], fields[b"centroid_meta"]))
-            self._version = version
-            self._cursor = event_id.decode()
-        return True
-
-    def _sync_index(self) -> None:
-        self._sync(())
-
-    def _sync(self, tracklets: Sequence[Tracklet]) -> list[dict[bytes, bytes]]:
-        """Round trip 1: catch up with other matchers; the tracklets' records ({} if none)."""
-        while True:
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.get(self.keys.version)
-            pipe.xrange(self.keys.events, min=f"({self._cursor}", count=SYNC_BATCH)
-            for tracklet in tracklets:
-                pipe.hgetall(self.keys.tracklet(tracklet.camera_id, tracklet.track_id))
-            version, events, *records = pipe.execute()
-            self.round_trips += 1
-            if not self._apply_events(events):
-                log.warning("events stream was trimmed past this matcher; reloading the index")
-                self._bootstrap()
-                continue
-            if int(version or 0) == 0 and self._version > 0:
-                self._bootstrap()  # the namespace expired or was cleared
-                continue
-            if len(events) < SYNC_BATCH:
-                return records
-
-    def _fetch(self, identities: list[str]) -> tuple[list[Exemplars | None], list[list[Sighting]]]:
-        """Round trip 2: exemplars and sightings of ``identities``."""
-        pipe = self.redis.pipeline(transaction=False)
-        for identity in identities:
-            pipe.hgetall(self.keys.exemplars(identity))
-            pipe.zrange(self.keys.sightings(identity), 0, -1)
-        replies = pipe.execute() if identities else []
-        self.round_trips += 1 if identities else 0
-        exemplars: list[Exemplars | None] = []
-        sightings = []
-        for identity, raw, members in zip(identities, replies[::2], replies[1::2], strict=True):
-            if not raw:
-                exemplars.append(None)  # expired since the index saw it
-            else:
-                attention = (
-                    unpack(raw[b"attention"], raw[b"attention_meta"])
-                    if b"attention" in raw
-                    else None
-                )
-                exemplars.append(
-                    Exemplars(unpack(raw[b"features"], raw[b"features_meta"]), attention)
-                )
-            sightings.append([decode_sighting(identity, m) for m in members])
-        return exemplars, sightings
 
     # -- decisions -----------------------------------------------------------------------
     def _distances(self, tracklet: Tracklet, candidates: list[Exemplars]) -> list[float]:
@@ -225,84 +91,6 @@ class Matcher:
         ):
             combined[n] = float(d)
         return combined
-
-    def _merge(self, old: Exemplars | None, tracklet: Tracklet) -> Exemplars:
-        """The identity's exemplars after adding the tracklet's: the most recent M."""
-        m = self.config.exemplars_per_identity
-        feats = tracklet.features
-        att = tracklet.attention
-        if len(feats) > m:  # evenly spaced over the track
-            keep = np.linspace(0, len(feats) - 1, m).round().astype(int)
-            feats, att = feats[keep], None if att is None else att[keep]
-        if old is not None:
-            same_att = (
-                old.attention is not None
-                and att is not None
-                and old.attention.shape[1:] == att.shape[1:]
-            )
-            feats = np.concatenate([old.features, feats])[-m:]
-            att = np.concatenate([old.attention.astype(np.float32), att])[-m:] if same_att else None
-        return Exemplars(feats, att)
-
-    def new_identity_id(self, tracklet: Tracklet) -> str:
-        """Deterministic: the same first tracklet always founds the same identity id."""
-        seed = f"{self.keys.namespace}|{tracklet.ref}|{tracklet.start!r}"
-        return "p" + hashlib.sha1(seed.encode()).hexdigest()[:12]
-
-    def _commit_plan(
-        self,
-        tracklet: Tracklet,
-        identity: str,
-        action: str,
-        exemplars: Exemplars,
-        distance: float | None,
-        expected: int,
-    ) -> list[str]:
-        centroid = exemplars.features.mean(axis=0)
-        centroid /= max(float(np.linalg.norm(centroid)), 1e-12)
-        features, features_meta = pack(exemplars.features, "float32")
-        attention, attention_meta = (
-            pack(exemplars.attention, "float16") if exemplars.attention is not None else (b"", "")
-        )
-        centroid_blob, centroid_meta = pack(centroid, "float32")
-        keys = self.keys
-        result = self._commit(
-            keys=[
-                keys.version,
-                keys.identities,
-                keys.identity(identity),
-                keys.exemplars(identity),
-                keys.sightings(identity),
-                keys.tracklet(tracklet.camera_id, tracklet.track_id),
-                keys.events,
-                keys.tracklets,
-            ],
-            args=[
-                expected,
-                identity,
-                action,
-                tracklet.camera_id,
-                tracklet.track_id,
-                repr(tracklet.start),
-                repr(tracklet.end),
-                encode_sighting(tracklet),
-                features,
-                features_meta,
-                attention,
-                attention_meta,
-                centroid_blob,
-                centroid_meta,
-                "" if distance is None else repr(distance),
-                repr(time.time()),
-                int(self.config.retention_s),
-                self.config.events_maxlen,
-                *pack(tracklet_vectors([tracklet])[0], "float32"),
-                f"{tracklet.camera_id}:{tracklet.track_id}",
-                *(pack(tracklet.path, "float32") if tracklet.path is not None else (b"", "")),
-            ],
-        )
-        self.round_trips += 1
-        return [_text(v) for v in result]
 
     def _admissible(
         self,
@@ -480,51 +268,3 @@ class Matcher:
         """Re-associate the tracklets that ended at or after ``since`` (footage time; all when
         None) and apply merges and splits atomically (:mod:`pipeline.matcher.relink`)."""
         return self.call_with_retry(Reassociator(self).run, since)
-
-    def topology(self) -> dict[tuple[str, str], list[float]]:
-        """Transit times (s) of the last re-association's confident links, per ordered camera
-        pair (empty before the first re-association)."""
-        raw = self.call_with_retry(self.redis.hgetall, self.keys.topology)
-        return {tuple(_text(k).split("\t", 1)): json.loads(v) for k, v in raw.items()}
-
-    def resolve(self, identity: str) -> str:
-        """The identity ``identity`` now lives on as (itself unless it was merged)."""
-        for _ in range(64):  # merge chains are short; the bound only guards against a cycle
-            into = _text(
-                self.call_with_retry(self.redis.hget, self.keys.identity(identity), "merged_into")
-            )
-            if into is None:
-                return identity
-            identity = into
-        return identity
-
-    def identity_of(self, camera_id: str, track_id: int) -> str | None:
-        return _text(
-            self.call_with_retry(
-                self.redis.hget, self.keys.tracklet(camera_id, track_id), "identity"
-            )
-        )
-
-    def trajectory(self, identity: str) -> list[Sighting]:
-        """Sightings of ``identity`` ordered by start time (empty if unknown or expired)."""
-        members = self.call_with_retry(self.redis.zrange, self.keys.sightings(identity), 0, -1)
-        return [decode_sighting(identity, m) for m in members]
-
-    def identity_info(self, identity: str) -> dict[str, str]:
-        """The identity's record (created, last_seen, last_camera, tracklets); {} if unknown."""
-        raw = self.call_with_retry(self.redis.hgetall, self.keys.identity(identity))
-        return {k.decode(): v.decode() for k, v in raw.items() if not k.startswith(b"centroid")}
-
-    def clear(self) -> int:
-        """Delete every key of this namespace (SCAN, never KEYS); returns how many."""
-        keys = list(self.redis.scan_iter(self.keys.pattern(), count=1000))
-        for start in range(0, len(keys), 1000):
-            self.redis.delete(*keys[start : start + 1000])
-        self.index = IdentityIndex(self.config.index_dim)
-        self._cursor, self._version = "0-0", 0
-        return len(keys)
-
-    def identities(self, limit: int = 100) -> list[tuple[str, float]]:
-        """The ``limit`` most recently updated identities with the update time (unix s)."""
-        rows = self.call_with_retry(self.redis.zrevrange, self.keys.identities, 0, limit - 1, True)
-        return [(_text(name), float(score)) for name, score in rows]

@@ -48,7 +48,7 @@ def create_app(
     def healthz() -> dict[str, str]:
         """Liveness/readiness: Redis answers."""
         try:
-            service.matcher.redis.ping()
+            service.reader.redis.ping()
         except Exception as exc:  # any failure means not ready
             raise HTTPException(503, f"Redis unavailable: {exc}") from exc
         return {"status": "ok"}
@@ -72,11 +72,11 @@ def create_app(
     @app.get("/api/topology", dependencies=[Depends(authorised)])
     def topology() -> list[dict]:
         """Transit times learned per ordered camera pair (re-association)."""
-        return topology_rows(service.matcher.topology())
+        return topology_rows(service.reader.topology())
 
     @app.get("/api/topology.png", dependencies=[Depends(authorised)])
     def topology_plot() -> Response:
-        samples = service.matcher.topology()
+        samples = service.reader.topology()
         if not topology_rows(samples):
             raise HTTPException(404, "no transit times learned yet")
         return Response(topology_png(samples), media_type="image/png")

@@ -26,7 +26,7 @@ Json = Annotated[bool, typer.Option("--json", help="JSON instead of a table")]
 
 
 def _service(redis: str | None, namespace: str, model: Path | None = None):  # noqa: ANN202
-    from pipeline.matcher import Matcher
+    from pipeline.matcher import IdentityReader
     from pipeline.query.service import QueryService
 
     embedder = None
@@ -34,7 +34,7 @@ def _service(redis: str | None, namespace: str, model: Path | None = None):  # n
         from reid.runtime import load_embedder
 
         embedder = load_embedder(model)
-    return QueryService(Matcher(redis, namespace), embedder)
+    return QueryService(IdentityReader(redis, namespace), embedder)
 
 
 def _run(fn, *args: Any) -> Any:  # noqa: ANN001
@@ -124,7 +124,7 @@ def topology(
     """Camera-to-camera transit times learned by re-association (per ordered pair)."""
     from pipeline.query.topology import topology_png, topology_rows
 
-    samples = _run(_run(_service, redis, namespace).matcher.topology)
+    samples = _run(_run(_service, redis, namespace).reader.topology)
     rows = topology_rows(samples)
     if plot is not None and rows:
         plot.write_bytes(topology_png(samples))

@@ -8,7 +8,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipeline.matcher import Matcher, Sighting
+from pipeline.matcher import IdentityReader, Matcher, Sighting
 from reid.runtime import Embedder
 
 
@@ -33,30 +33,39 @@ class IdentityView:
 
 
 class QueryService:
-    """Read-only queries over a :class:`Matcher`'s Redis state.
+    """Read-only queries over the matcher's Redis state.
 
     Args:
-        matcher: connected to the pipeline's Redis and namespace.
+        reader: connected to the pipeline's Redis and namespace (a :class:`Matcher` is one
+            too). Only search by image needs the candidate index; it is built then.
         embedder: the pipeline's model, for search by image (None disables it).
     """
 
-    def __init__(self, matcher: Matcher, embedder: Embedder | None = None) -> None:
-        self.matcher, self.embedder = matcher, embedder
+    def __init__(self, reader: IdentityReader, embedder: Embedder | None = None) -> None:
+        self.reader, self.embedder = reader, embedder
+        self._matcher = reader if isinstance(reader, Matcher) else None
+
+    @property
+    def matcher(self) -> Matcher:
+        """The candidate index over the same state (built on first use: search by image)."""
+        if self._matcher is None:
+            self._matcher = Matcher(client=self.reader.redis, namespace=self.reader.keys.namespace)
+        return self._matcher
 
     def identity(self, identity: str) -> IdentityView:
         """The identity's record; an id merged away by re-association answers with the
         identity it survives as (``info["merged_from"]`` names the id asked for)."""
-        survivor = self.matcher.resolve(identity)
-        trajectory = self.matcher.trajectory(survivor)
+        survivor = self.reader.resolve(identity)
+        trajectory = self.reader.trajectory(survivor)
         if not trajectory:
             raise QueryError(f"unknown identity {identity!r} (never seen, or expired)")
-        info = self.matcher.identity_info(survivor)
+        info = self.reader.identity_info(survivor)
         if survivor != identity:
             info["merged_from"] = identity
         return IdentityView(survivor, info, tuple(trajectory))
 
     def track(self, camera_id: str, track_id: int) -> IdentityView:
-        identity = self.matcher.identity_of(camera_id, track_id)
+        identity = self.reader.identity_of(camera_id, track_id)
         if identity is None:
             raise QueryError(
                 f"track {track_id} of camera {camera_id!r} has no identity "
@@ -66,8 +75,8 @@ class QueryService:
 
     def list(self, limit: int = 50) -> list[dict[str, Any]]:
         rows = []
-        for identity, updated in self.matcher.identities(limit):
-            trajectory = self.matcher.trajectory(identity)
+        for identity, updated in self.reader.identities(limit):
+            trajectory = self.reader.trajectory(identity)
             rows.append(
                 {
                     "identity": identity,
@@ -98,7 +107,7 @@ class QueryService:
                 "identity": identity,
                 "similarity": round(similarity, 4),
                 "cameras": list(
-                    dict.fromkeys(s.camera_id for s in self.matcher.trajectory(identity))
+                    dict.fromkeys(s.camera_id for s in self.reader.trajectory(identity))
                 ),
             }
             for identity, similarity in self.matcher.similar(features, k)

@@ -17,7 +17,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from pipeline.matcher import Matcher, Tracklet
+from pipeline.matcher import IdentityReader, Matcher, Tracklet
 from pipeline.query.api import create_app
 from pipeline.query.cli import app as cli
 from pipeline.query.service import QueryService
@@ -152,3 +152,15 @@ def test_web_page_renders_identities_in_chromium(populated) -> None:
     for identity in ids.values():
         assert f'data-identity="{identity}"' in dom
     assert "cam1 → cam2" in dom
+
+
+def test_queries_read_without_the_candidate_index(populated, redis_url: str) -> None:
+    """reid-query reads identities through the read model; only search by image builds the
+    matcher's index (and then answers like the matcher would)."""
+    matcher, ids, root = populated
+    service = QueryService(IdentityReader(redis_url, matcher.keys.namespace), ColourEmbedder())
+    assert service.identity(ids["red"]).as_dict()["cameras"] == ["cam1", "cam2"]
+    assert {r["identity"] for r in service.list()} == set(ids.values())
+    assert service._matcher is None  # nothing built so far
+    hits = service.search_image(cv2.imread(_crop(root, "query", (20, 20, 230))), k=1)
+    assert hits[0]["identity"] == ids["red"] and service._matcher is not None

@@ -1,0 +1,236 @@
+"""The write side of the matcher's Redis state: the in-process candidate index mirrored
+from the events stream, the candidates' exemplars, and the atomic commit of a decision.
+
+A decision costs three Redis round trips: (1) in one MULTI/EXEC, the gallery version, the
+events since the last sync (mirrored into the in-process :class:`IdentityIndex`) and the
+tracklets' records; (2) the exemplars and sightings of the candidates; (3) the
+``commit.lua`` script, which writes only if the gallery version is the one the decision
+expected. Otherwise the matcher re-syncs and decides again, so concurrent matchers never
+link against a stale gallery, and a tracklet is recorded once however often it is submitted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+
+import numpy as np
+import redis
+
+from pipeline.matcher.association import tracklet_vectors
+from pipeline.matcher.codec import decode_sighting, encode_sighting, pack, unpack
+from pipeline.matcher.config import MatcherConfig
+from pipeline.matcher.index import IdentityIndex
+from pipeline.matcher.reader import IdentityReader, as_text
+from pipeline.matcher.types import Sighting, Tracklet
+
+log = logging.getLogger(__name__)
+
+COMMIT_SCRIPT = resources.files("pipeline.matcher").joinpath("lua/commit.lua").read_text()
+SYNC_BATCH = 10_000
+
+
+@dataclass
+class Exemplars:
+    features: np.ndarray  # [M, D] float32
+    attention: np.ndarray | None  # [M, r, h, w] or None
+
+
+class Gallery(IdentityReader):
+    """Identities as the matcher sees them: candidate search, exemplars, atomic commits."""
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        namespace: str = "reid",
+        config: MatcherConfig | None = None,
+        client: redis.Redis | None = None,
+    ) -> None:
+        super().__init__(redis_url, namespace, client)
+        self.config = config or MatcherConfig()
+        self._commit = self.redis.register_script(COMMIT_SCRIPT)
+        self.index = IdentityIndex(self.config.index_dim)
+        self.round_trips = 0
+        self._cursor = "0-0"
+        self._version = 0
+        self.call_with_retry(self._bootstrap)
+
+    def _bootstrap(self) -> None:
+        """Load every live identity's centroid; events after the cursor are applied later."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xrevrange(self.keys.events, count=1)
+        pipe.get(self.keys.version)
+        pipe.zrange(self.keys.identities, 0, -1)
+        last, version, ids = pipe.execute()
+        self.round_trips += 1
+        self._cursor = as_text(last[0][0]) if last else "0-0"
+        self._version = int(version or 0)
+        self.index = IdentityIndex(self.config.index_dim)
+        names = [as_text(i) for i in ids]
+        for start in range(0, len(names), 1000):
+            chunk = names[start : start + 1000]
+            pipe = self.redis.pipeline(transaction=False)
+            for name in chunk:
+                pipe.hmget(self.keys.identity(name), "centroid", "centroid_meta")
+            found = [
+                (n, unpack(b, m))
+                for n, (b, m) in zip(chunk, pipe.execute(), strict=True)
+                if b is not None
+            ]
+            if found:
+                self.index.upsert_many([n for n, _ in found], np.stack([c for _, c in found]))
+            self.round_trips += 1
+
+    def _apply_events(self, events: list[tuple[bytes, dict[bytes, bytes]]]) -> bool:
+        """Mirror events into the index; False when one was missed (stream trimmed)."""
+        for event_id, fields in events:
+            version = int(fields[b"version"])
+            if version <= self._version:
+                continue  # already applied (our own commit, or a bootstrap overlap)
+            if version != self._version + 1:
+                return False
+            identity = fields[b"identity"].decode()
+            if fields[b"type"] == b"merge":
+                self.index.remove(identity)
+            else:
+                self.index.upsert(identity, unpack(fields[b"centroid"], fields[b"centroid_meta"]))
+            self._version = version
+            self._cursor = event_id.decode()
+        return True
+
+    def _sync_index(self) -> None:
+        self._sync(())
+
+    def _sync(self, tracklets: Sequence[Tracklet]) -> list[dict[bytes, bytes]]:
+        """Round trip 1: catch up with other matchers; the tracklets' records ({} if none)."""
+        while True:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.get(self.keys.version)
+            pipe.xrange(self.keys.events, min=f"({self._cursor}", count=SYNC_BATCH)
+            for tracklet in tracklets:
+                pipe.hgetall(self.keys.tracklet(tracklet.camera_id, tracklet.track_id))
+            version, events, *records = pipe.execute()
+            self.round_trips += 1
+            if not self._apply_events(events):
+                log.warning("events stream was trimmed past this matcher; reloading the index")
+                self._bootstrap()
+                continue
+            if int(version or 0) == 0 and self._version > 0:
+                self._bootstrap()  # the namespace expired or was cleared
+                continue
+            if len(events) < SYNC_BATCH:
+                return records
+
+    def _fetch(self, identities: list[str]) -> tuple[list[Exemplars | None], list[list[Sighting]]]:
+        """Round trip 2: exemplars and sightings of ``identities``."""
+        pipe = self.redis.pipeline(transaction=False)
+        for identity in identities:
+            pipe.hgetall(self.keys.exemplars(identity))
+            pipe.zrange(self.keys.sightings(identity), 0, -1)
+        replies = pipe.execute() if identities else []
+        self.round_trips += 1 if identities else 0
+        exemplars: list[Exemplars | None] = []
+        sightings = []
+        for identity, raw, members in zip(identities, replies[::2], replies[1::2], strict=True):
+            if not raw:
+                exemplars.append(None)  # expired since the index saw it
+            else:
+                attention = (
+                    unpack(raw[b"attention"], raw[b"attention_meta"])
+                    if b"attention" in raw
+                    else None
+                )
+                exemplars.append(
+                    Exemplars(unpack(raw[b"features"], raw[b"features_meta"]), attention)
+                )
+            sightings.append([decode_sighting(identity, m) for m in members])
+        return exemplars, sightings
+
+    def _merge(self, old: Exemplars | None, tracklet: Tracklet) -> Exemplars:
+        """The identity's exemplars after adding the tracklet's: the most recent M."""
+        m = self.config.exemplars_per_identity
+        feats = tracklet.features
+        att = tracklet.attention
+        if len(feats) > m:  # evenly spaced over the track
+            keep = np.linspace(0, len(feats) - 1, m).round().astype(int)
+            feats, att = feats[keep], None if att is None else att[keep]
+        if old is not None:
+            same_att = (
+                old.attention is not None
+                and att is not None
+                and old.attention.shape[1:] == att.shape[1:]
+            )
+            feats = np.concatenate([old.features, feats])[-m:]
+            att = np.concatenate([old.attention.astype(np.float32), att])[-m:] if same_att else None
+        return Exemplars(feats, att)
+
+    def new_identity_id(self, tracklet: Tracklet) -> str:
+        """Deterministic: the same first tracklet always founds the same identity id."""
+        seed = f"{self.keys.namespace}|{tracklet.ref}|{tracklet.start!r}"
+        return "p" + hashlib.sha1(seed.encode()).hexdigest()[:12]
+
+    def _commit_plan(
+        self,
+        tracklet: Tracklet,
+        identity: str,
+        action: str,
+        exemplars: Exemplars,
+        distance: float | None,
+        expected: int,
+    ) -> list[str]:
+        centroid = exemplars.features.mean(axis=0)
+        centroid /= max(float(np.linalg.norm(centroid)), 1e-12)
+        features, features_meta = pack(exemplars.features, "float32")
+        attention, attention_meta = (
+            pack(exemplars.attention, "float16") if exemplars.attention is not None else (b"", "")
+        )
+        centroid_blob, centroid_meta = pack(centroid, "float32")
+        keys = self.keys
+        result = self._commit(
+            keys=[
+                keys.version,
+                keys.identities,
+                keys.identity(identity),
+                keys.exemplars(identity),
+                keys.sightings(identity),
+                keys.tracklet(tracklet.camera_id, tracklet.track_id),
+                keys.events,
+                keys.tracklets,
+            ],
+            args=[
+                expected,
+                identity,
+                action,
+                tracklet.camera_id,
+                tracklet.track_id,
+                repr(tracklet.start),
+                repr(tracklet.end),
+                encode_sighting(tracklet),
+                features,
+                features_meta,
+                attention,
+                attention_meta,
+                centroid_blob,
+                centroid_meta,
+                "" if distance is None else repr(distance),
+                repr(time.time()),
+                int(self.config.retention_s),
+                self.config.events_maxlen,
+                *pack(tracklet_vectors([tracklet])[0], "float32"),
+                f"{tracklet.camera_id}:{tracklet.track_id}",
+                *(pack(tracklet.path, "float32") if tracklet.path is not None else (b"", "")),
+            ],
+        )
+        self.round_trips += 1
+        return [as_text(v) for v in result]
+
+    def clear(self) -> int:
+        """Delete every key of this namespace (SCAN, never KEYS); returns how many."""
+        removed = super().clear()
+        self.index = IdentityIndex(self.config.index_dim)
+        self._cursor, self._version = "0-0", 0
+        return removed

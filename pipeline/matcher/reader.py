@@ -1,0 +1,105 @@
+"""The read side of the matcher's Redis state: identities, trajectories, tracklet records,
+merges, the learned topology. Queries (``reid-query``, the API) use it directly, so they
+never load the candidate index a :class:`~pipeline.matcher.Matcher` builds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import redis
+
+from pipeline.matcher.codec import decode_sighting
+from pipeline.matcher.connection import RETRY_ERRORS, RedisUnavailable, connect
+from pipeline.matcher.keys import Keys
+from pipeline.matcher.types import Sighting
+
+log = logging.getLogger(__name__)
+
+
+def as_text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class IdentityReader:
+    """Reads one namespace of the matcher's state.
+
+    Args:
+        redis_url: ``redis://`` / ``rediss://`` / ``unix://`` URL; None starts the embedded
+            server (:func:`pipeline.matcher.connection.connect`).
+        namespace: key namespace.
+        client: an existing redis-py client (takes precedence over ``redis_url``).
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        namespace: str = "reid",
+        client: redis.Redis | None = None,
+    ) -> None:
+        self.redis = client if client is not None else connect(redis_url)
+        self.keys = Keys(namespace)
+
+    def call_with_retry(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn`` with retries while Redis is unreachable (redis-py retries each command
+        briefly; this outer loop rides out restarts of up to about a minute)."""
+        delay = 0.1
+        for attempt in range(12):
+            try:
+                return fn(*args)
+            except RETRY_ERRORS as exc:
+                if attempt == 11:
+                    raise RedisUnavailable(f"Redis unavailable after retries: {exc}") from exc
+                log.warning("Redis unavailable (%s); retrying in %.1fs", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 8.0)
+        raise AssertionError("unreachable")
+
+    def topology(self) -> dict[tuple[str, str], list[float]]:
+        """Transit times (s) of the last re-association's confident links, per ordered camera
+        pair (empty before the first re-association)."""
+        raw = self.call_with_retry(self.redis.hgetall, self.keys.topology)
+        return {tuple(as_text(k).split("\t", 1)): json.loads(v) for k, v in raw.items()}
+
+    def resolve(self, identity: str) -> str:
+        """The identity ``identity`` now lives on as (itself unless it was merged)."""
+        for _ in range(64):  # merge chains are short; the bound only guards against a cycle
+            into = as_text(
+                self.call_with_retry(self.redis.hget, self.keys.identity(identity), "merged_into")
+            )
+            if into is None:
+                return identity
+            identity = into
+        return identity
+
+    def identity_of(self, camera_id: str, track_id: int) -> str | None:
+        return as_text(
+            self.call_with_retry(
+                self.redis.hget, self.keys.tracklet(camera_id, track_id), "identity"
+            )
+        )
+
+    def trajectory(self, identity: str) -> list[Sighting]:
+        """Sightings of ``identity`` ordered by start time (empty if unknown or expired)."""
+        members = self.call_with_retry(self.redis.zrange, self.keys.sightings(identity), 0, -1)
+        return [decode_sighting(identity, m) for m in members]
+
+    def identity_info(self, identity: str) -> dict[str, str]:
+        """The identity's record (created, last_seen, last_camera, tracklets); {} if unknown."""
+        raw = self.call_with_retry(self.redis.hgetall, self.keys.identity(identity))
+        return {k.decode(): v.decode() for k, v in raw.items() if not k.startswith(b"centroid")}
+
+    def clear(self) -> int:
+        """Delete every key of this namespace (SCAN, never KEYS); returns how many."""
+        keys = list(self.redis.scan_iter(self.keys.pattern(), count=1000))
+        for start in range(0, len(keys), 1000):
+            self.redis.delete(*keys[start : start + 1000])
+        return len(keys)
+
+    def identities(self, limit: int = 100) -> list[tuple[str, float]]:
+        """The ``limit`` most recently updated identities with the update time (unix s)."""
+        rows = self.call_with_retry(self.redis.zrevrange, self.keys.identities, 0, limit - 1, True)
+        return [(as_text(name), float(score)) for name, score in rows]
