@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.matcher.config import MatcherConfig
-from pipeline.matcher.evidence import AppearanceEvidence, TransitModel, sample_gaps
+from pipeline.matcher.evidence import LLR_CLIP, AppearanceEvidence, TransitModel, sample_gaps
 from pipeline.matcher.gates import co_occurring_pairs, rejection
 from pipeline.matcher.geometry import SpatialEvidence
 from pipeline.matcher.types import Sighting, Tracklet
@@ -274,6 +274,10 @@ def associate(tracklets: Sequence[Tracklet], config: MatcherConfig, seed: int = 
         return Association(confident, calibration, transit, spatial)
     appearance = AppearanceEvidence.fit(pair_distances(vectors, negatives), calibration.pair_rate)
     near, near_d = _neighbour_pairs(index, distance, FUSED_NEIGHBOURS, 1.0)
+    # transit adds at most LLR_CLIP, so a pair below -LLR_CLIP on looks can never score
+    # above 0 unless position speaks for it (those pairs are added back as `extra`)
+    hopeful = appearance.llr(near_d) > -LLR_CLIP
+    near, near_d = near[hopeful], near_d[hopeful]
     n = len(tracklets)
     seen = np.array(sorted(spatial.pair_llr), np.int64).reshape(-1, 2)
     seen_llr = np.array([spatial.pair_llr[(int(i), int(j))] for i, j in seen])

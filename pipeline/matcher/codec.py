@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -31,3 +32,8 @@ def decode_sighting(identity: str, member: bytes | str) -> Sighting:
     return Sighting(
         identity, camera, int(track), float(start), float(end), tuple(json.loads(crops))
     )
+
+
+def identity_id(seed: str) -> str:
+    """An identity id derived from ``seed`` (deterministic: replays found the same ids)."""
+    return "p" + hashlib.sha1(seed.encode()).hexdigest()[:12]

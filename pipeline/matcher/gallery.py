@@ -11,7 +11,6 @@ link against a stale gallery, and a tracklet is recorded once however often it i
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -22,7 +21,7 @@ import numpy as np
 import redis
 
 from pipeline.matcher.association import tracklet_vectors
-from pipeline.matcher.codec import decode_sighting, encode_sighting, pack, unpack
+from pipeline.matcher.codec import decode_sighting, encode_sighting, identity_id, pack, unpack
 from pipeline.matcher.config import MatcherConfig
 from pipeline.matcher.index import IdentityIndex
 from pipeline.matcher.reader import IdentityReader, as_text
@@ -170,8 +169,7 @@ class Gallery(IdentityReader):
 
     def new_identity_id(self, tracklet: Tracklet) -> str:
         """Deterministic: the same first tracklet always founds the same identity id."""
-        seed = f"{self.keys.namespace}|{tracklet.ref}|{tracklet.start!r}"
-        return "p" + hashlib.sha1(seed.encode()).hexdigest()[:12]
+        return identity_id(f"{self.keys.namespace}|{tracklet.ref}|{tracklet.start!r}")
 
     def _commit_plan(
         self,

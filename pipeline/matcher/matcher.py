@@ -139,17 +139,30 @@ class Matcher(Gallery):
             exemplars, sightings = self._fetch(names)
             admissible = self._admissible(tracklet, exemplars, sightings)
             if not admissible:
-                plan = (
-                    self.new_identity_id(tracklet),
-                    "new_identity",
-                    self._merge(None, tracklet),
-                    None,
-                    len(names),
-                )
+                plan = self._plan_link(tracklet, None, None, None, len(names))
             else:
                 n, d = min(admissible, key=lambda item: item[1])
-                plan = (names[n], "link", self._merge(exemplars[n], tracklet), d, len(names))
+                plan = self._plan_link(tracklet, names[n], exemplars[n], d, len(names))
         return self._execute(tracklet, plan, self._version)
+
+    def _plan_link(
+        self,
+        tracklet: Tracklet,
+        identity: str | None,
+        exemplars: Exemplars | None,
+        distance: float | None,
+        considered: int,
+    ) -> tuple:
+        """Link to ``identity`` (with its ``exemplars``), or found one when it is None."""
+        if identity is None:
+            return (
+                self.new_identity_id(tracklet),
+                "new_identity",
+                self._merge(None, tracklet),
+                None,
+                considered,
+            )
+        return (identity, "link", self._merge(exemplars, tracklet), distance, considered)
 
     def _decide_jointly(self, group: Sequence[Tracklet]) -> list[Decision | None]:
         """One assignment for tracklets that finished together (Hungarian): each links to at
@@ -179,22 +192,14 @@ class Matcher(Gallery):
         expected = self._version
         for row, col in zip(rows, cols, strict=True):
             tracklet = group[fresh[row]]
-            if col >= len(names):
-                plan = (
-                    self.new_identity_id(tracklet),
-                    "new_identity",
-                    self._merge(None, tracklet),
-                    None,
-                    len(names),
-                )
-            else:
-                plan = (
-                    names[col],
-                    "link",
-                    self._merge(exemplars[col], tracklet),
-                    float(cost[row, col]),
-                    len(names),
-                )
+            linked = col < len(names)
+            plan = self._plan_link(
+                tracklet,
+                names[col] if linked else None,
+                exemplars[col] if linked else None,
+                float(cost[row, col]) if linked else None,
+                len(names),
+            )
             decision = self._execute(tracklet, plan, expected)
             if decision is None:
                 break

@@ -11,7 +11,6 @@ recorded, so its old id still resolves).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections import Counter, defaultdict
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipeline.matcher.association import Calibration, associate
-from pipeline.matcher.codec import decode_sighting, pack, unpack
+from pipeline.matcher.codec import decode_sighting, identity_id, pack, unpack
 from pipeline.matcher.evidence import TransitModel
 from pipeline.matcher.types import Tracklet
 
@@ -286,8 +285,7 @@ class Reassociator:
         self.round_trips += 1
 
     def _split_id(self, ref: str, version: int) -> str:
-        seed = f"{self.keys.namespace}|split|{ref}|{version}"
-        return "p" + hashlib.sha1(seed.encode()).hexdigest()[:12]
+        return identity_id(f"{self.keys.namespace}|split|{ref}|{version}")
 
     def _apply(
         self,

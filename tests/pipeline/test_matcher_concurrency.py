@@ -44,19 +44,25 @@ def _submit_all(url: str, namespace: str, seed: int, out: dict) -> None:
     out[seed] = {tracklets[i].ref: matcher.submit(tracklets[i]) for i in order}
 
 
-def test_eight_processes_overlapping_submissions(redis_url: str, namespace: str) -> None:
+def race(target, redis_url: str, namespace: str, processes: int = 8) -> dict:  # noqa: ANN001
+    """Run ``target(url, namespace, seed, out)`` in spawned processes; what each put in out."""
     ctx = mp.get_context("spawn")
     with ctx.Manager() as manager:
         out = manager.dict()
         procs = [
-            ctx.Process(target=_submit_all, args=(redis_url, namespace, s, out)) for s in range(8)
+            ctx.Process(target=target, args=(redis_url, namespace, s, out))
+            for s in range(processes)
         ]
         for p in procs:
             p.start()
         for p in procs:
             p.join(300)
         assert all(p.exitcode == 0 for p in procs)
-        results = dict(out)
+        return dict(out)
+
+
+def test_eight_processes_overlapping_submissions(redis_url: str, namespace: str) -> None:
+    results = race(_submit_all, redis_url, namespace)
     matcher = Matcher(redis_url, namespace)
     recorded = {t.ref: matcher.identity_of(t.camera_id, t.track_id) for t in scene()}
     assert None not in recorded.values()  # none lost
@@ -172,19 +178,7 @@ def _decide_in_batches(url: str, namespace: str, seed: int, out: dict) -> None:
 
 
 def test_joint_decisions_race_without_duplicates_or_losses(redis_url: str, namespace: str) -> None:
-    ctx = mp.get_context("spawn")
-    with ctx.Manager() as manager:
-        out = manager.dict()
-        procs = [
-            ctx.Process(target=_decide_in_batches, args=(redis_url, namespace, s, out))
-            for s in range(8)
-        ]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(300)
-        assert all(p.exitcode == 0 for p in procs)
-        results = dict(out)
+    results = race(_decide_in_batches, redis_url, namespace)
     tracklets, truth = walkers(12, 3, noise=0.1, seed=21)
     matcher = Matcher(redis_url, namespace)
     recorded = {t.ref: matcher.identity_of(t.camera_id, t.track_id) for t in tracklets}
