@@ -37,10 +37,8 @@ from pipeline.evaluation import evaluate_mtmc, oracle_identities
 from pipeline.matcher import Matcher, MatcherConfig, connect
 from pipeline.matcher.association import (
     associate,
-    camera_centred,
     cannot_link_pairs,
     cluster_tracklets,
-    pair_distances,
     tracklet_vectors,
     transit_scores,
 )
@@ -48,6 +46,7 @@ from pipeline.matcher.evidence import AppearanceEvidence
 from pipeline.run_record import read_summaries, read_tracklets, write_mtmc
 from pipeline.runner import Pipeline
 from pipeline.scene import generate_scene
+from reid.runtime.clustering import camera_centred, pair_distances
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "runs" / "bench-mtmc"

@@ -3,10 +3,8 @@
 Pure numpy (a matcher worker loads no torch). The steps:
 
 1. **Appearance** of a tracklet is the L2-normalised mean of its exemplar features with its
-   camera's mean removed (:func:`camera_centred`); the distance of two tracklets is
-   ``(1 - cos) / 2`` of those vectors. With that choice the average-linkage similarity of
-   two clusters is ``sum_A . sum_B / (|A| |B|)``: O(D) per cluster pair, whatever the
-   cluster sizes.
+   camera's mean removed; clusters are compared by average linkage
+   (:mod:`reid.runtime.clustering`, shared with ``reid-train adapt``).
 2. **Cannot-links** come free from the footage: two tracklets seen at the same time in one
    camera, or in two cameras whose views do not overlap, are different people. Hand rules
    (topology gates) are checked on top with :func:`pipeline.matcher.gates.rejection`.
@@ -22,8 +20,8 @@ Pure numpy (a matcher worker loads no torch). The steps:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,9 +30,18 @@ from pipeline.matcher.evidence import LLR_CLIP, AppearanceEvidence, TransitModel
 from pipeline.matcher.gates import co_occurring_pairs, rejection
 from pipeline.matcher.geometry import SpatialEvidence
 from pipeline.matcher.types import Sighting, Tracklet
+from reid.runtime.clustering import (
+    Cluster,
+    Rule,
+    camera_centred,
+    merge_constrained,
+    nearest_neighbours,
+    neighbour_pairs,
+    pair_distances,
+    quantile_threshold,
+)
 
 MIN_NEGATIVES = 20  # fewer known-different pairs than this: fall back to the configured threshold
-CAMERA_PRIOR = 5.0  # pseudo-tracklets of the overall mean in each camera's mean
 NEIGHBOURS = 20  # appearance neighbours considered per tracklet in the first pass
 FUSED_NEIGHBOURS = 200  # in the second pass, where time may link dissimilar-looking tracklets
 
@@ -43,43 +50,6 @@ def tracklet_vectors(tracklets: Sequence[Tracklet]) -> np.ndarray:
     """``[N, D]`` L2-normalised mean exemplar feature of each tracklet."""
     means = np.stack([t.features.mean(axis=0) for t in tracklets]).astype(np.float32)
     return means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
-
-
-def camera_centred(vectors: np.ndarray, cameras: Sequence[str]) -> np.ndarray:
-    """Vectors with their camera's mean removed, re-normalised.
-
-    Each camera adds its own bias to every embedding (light, colour cast, angle); removing
-    the per-camera mean, estimated from the window's own tracklets, brings one person's
-    views from different cameras closer (the camera-aware normalisation of label-free
-    re-id). Cameras with few tracklets borrow from the mean of all
-    (``CAMERA_PRIOR`` pseudo-tracklets), so a lone tracklet is not centred to nothing.
-    """
-    cameras = np.asarray(cameras)
-    overall = vectors.mean(axis=0)
-    out = np.empty_like(vectors)
-    for camera in np.unique(cameras):
-        mask = cameras == camera
-        n = int(mask.sum())
-        mean = (vectors[mask].sum(axis=0) + CAMERA_PRIOR * overall) / (n + CAMERA_PRIOR)
-        out[mask] = vectors[mask] - mean
-    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-
-
-def pair_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Appearance distance in [0, 1] of row-aligned unit vectors."""
-    return np.clip((1.0 - np.einsum("nd,nd->n", a, b)) / 2.0, 0.0, 1.0)
-
-
-def pair_distances(vectors: np.ndarray, pairs: np.ndarray, chunk: int = 16_384) -> np.ndarray:
-    """Distances of index ``pairs`` ``[P, 2]`` into ``vectors``, a chunk at a time (never a
-    ``P x D`` copy)."""
-    return np.concatenate(
-        [
-            pair_distance(vectors[part[:, 0]], vectors[part[:, 1]])
-            for part in np.array_split(pairs, max(1, -(-len(pairs) // chunk)))
-        ]
-        or [np.empty(0, np.float32)]
-    )
 
 
 def cannot_link_pairs(tracklets: Sequence[Tracklet], config: MatcherConfig) -> np.ndarray:
@@ -123,110 +93,16 @@ def calibrate(vectors: np.ndarray, negatives: np.ndarray, config: MatcherConfig)
     if len(negatives) < MIN_NEGATIVES:
         return Calibration(config.link_threshold, len(negatives), rate, False)
     d = pair_distances(vectors, negatives)
-    return Calibration(float(np.quantile(d, rate)), len(negatives), rate, True)
+    return Calibration(quantile_threshold(d, rate), len(negatives), rate, True)
 
 
-def _neighbours(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each tracklet's ``k`` nearest others ``[N, k]`` and their distances (blocked)."""
-    n = len(vectors)
-    k = min(k, n - 1)
-    index = np.empty((n, max(k, 0)), np.int64)
-    distance = np.empty((n, max(k, 0)), np.float32)
-    if k <= 0:
-        return index, distance
-    for start in range(0, n, 2048):
-        block = np.clip((1.0 - vectors[start : start + 2048] @ vectors.T) / 2.0, 0.0, 1.0)
-        rows = np.arange(start, min(start + 2048, n))
-        block[rows - start, rows] = np.inf
-        near = np.argpartition(block, k - 1, axis=1)[:, :k]
-        index[rows], distance[rows] = near, np.take_along_axis(block, near, axis=1)
-    return index, distance
-
-
-def _neighbour_pairs(
-    index: np.ndarray, distance: np.ndarray, k: int, threshold: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs ``[P, 2]`` (i < j) among the ``k`` nearest within ``threshold``, closest first,
-    and their distances."""
-    n = len(index)
-    order = np.argsort(distance, axis=1, kind="stable")[:, :k]
-    near = np.take_along_axis(index, order, axis=1)
-    d = np.take_along_axis(distance, order, axis=1)
-    keep = d <= threshold
-    rows = np.broadcast_to(np.arange(n)[:, None], near.shape)[keep]
-    cols, d = near[keep], d[keep]
-    codes = np.minimum(rows, cols) * n + np.maximum(rows, cols)
-    codes, first = np.unique(codes, return_index=True)  # each pair once
-    order = np.argsort(d[first], kind="stable")
-    codes, d = codes[order], d[first][order]
-    return np.stack([codes // n, codes % n], axis=1), d
-
-
-@dataclass
-class _Cluster:
-    members: list[int]
-    total: np.ndarray  # sum of member vectors
-    sightings: list[Sighting] = field(default_factory=list)
-    apart: set[int] = field(default_factory=set)  # tracklets that cannot-link a member
-
-
-Accept = Callable[[_Cluster, _Cluster], bool]
-
-
-def _merge_constrained(
-    tracklets: Sequence[Tracklet],
-    vectors: np.ndarray,
-    candidates: np.ndarray,
-    negatives: np.ndarray,
-    accept: Accept,
-    config: MatcherConfig,
-) -> list[int]:
-    """Merge clusters along ``candidates`` (best first) where ``accept`` agrees, no cannot-link
-    (``negatives``) separates them and the gates allow it; the cluster label of each
-    tracklet. Without a topology the gates are exactly the cannot-links, so only a topology
-    costs a gate check."""
-    clusters = {
-        n: _Cluster([n], vectors[n].astype(np.float64), [_sighting(t)])
-        for n, t in enumerate(tracklets)
-    }
-    for x, y in negatives.tolist():
-        clusters[x].apart.add(y)
-        clusters[y].apart.add(x)
-    owner = list(range(len(tracklets)))
-    for i, j in candidates.tolist():
-        a, b = owner[i], owner[j]
-        if a == b:
-            continue
-        ca, cb = clusters[a], clusters[b]
-        if len(ca.members) < len(cb.members):
-            a, b, ca, cb = b, a, cb, ca
-        if not ca.apart.isdisjoint(cb.members) or not accept(ca, cb):
-            continue
-        if config.topology and any(
-            rejection(tracklets[y], ca.sightings, config) for y in cb.members
-        ):
-            continue
-        ca.members += cb.members
-        ca.total += cb.total
-        ca.sightings += cb.sightings
-        ca.apart |= cb.apart
-        for y in cb.members:
-            owner[y] = a
-        del clusters[b]
-    labels: dict[int, int] = {}
-    return [labels.setdefault(owner[n], len(labels)) for n in range(len(tracklets))]
-
-
-def _average_distance(ca: _Cluster, cb: _Cluster) -> float:
-    average = float(ca.total @ cb.total) / (len(ca.members) * len(cb.members))
-    return (1.0 - average) / 2.0
-
-
-def _junction_llr(ca: _Cluster, cb: _Cluster, transit: TransitModel) -> float:
+def _junction_llr(
+    tracklets: Sequence[Tracklet], ca: Cluster, cb: Cluster, transit: TransitModel
+) -> float:
     """Transit evidence of the moves between ``ca`` and ``cb`` that a merge would create."""
     sequence = sorted(
-        [(s.start, s.end, s.camera_id, 0) for s in ca.sightings]
-        + [(s.start, s.end, s.camera_id, 1) for s in cb.sightings]
+        [(tracklets[n].start, tracklets[n].end, tracklets[n].camera_id, 0) for n in ca.members]
+        + [(tracklets[n].start, tracklets[n].end, tracklets[n].camera_id, 1) for n in cb.members]
     )
     return sum(
         transit.llr(x[2], y[2], y[0] - x[1])
@@ -257,14 +133,13 @@ def associate(tracklets: Sequence[Tracklet], config: MatcherConfig, seed: int = 
     vectors = camera_centred(tracklet_vectors(tracklets), [t.camera_id for t in tracklets])
     negatives = cannot_link_pairs(tracklets, config)
     calibration = calibrate(vectors, negatives, config)
-    index, distance = _neighbours(vectors, FUSED_NEIGHBOURS)
-    confident = _merge_constrained(
-        tracklets,
+    index, distance = nearest_neighbours(vectors, FUSED_NEIGHBOURS)
+    gates = _gates(tracklets, config)
+    confident = merge_constrained(
         vectors,
-        _neighbour_pairs(index, distance, NEIGHBOURS, calibration.threshold)[0],
+        neighbour_pairs(index, distance, NEIGHBOURS, calibration.threshold)[0],
         negatives,
-        lambda ca, cb: _average_distance(ca, cb) <= calibration.threshold,
-        config,
+        lambda ca, cb: ca.average_distance(cb) <= calibration.threshold and gates(ca, cb),
     )
     if not calibration.learned or not config.spatio_temporal:
         return Association(confident, calibration)
@@ -273,7 +148,7 @@ def associate(tracklets: Sequence[Tracklet], config: MatcherConfig, seed: int = 
     if not transit.same and not spatial.pair_llr:
         return Association(confident, calibration, transit, spatial)
     appearance = AppearanceEvidence.fit(pair_distances(vectors, negatives), calibration.pair_rate)
-    near, near_d = _neighbour_pairs(index, distance, FUSED_NEIGHBOURS, 1.0)
+    near, near_d = neighbour_pairs(index, distance, FUSED_NEIGHBOURS, 1.0)
     # transit adds at most LLR_CLIP, so a pair below -LLR_CLIP on looks can never score
     # above 0 unless position speaks for it (those pairs are added back as `extra`)
     hopeful = appearance.llr(near_d) > -LLR_CLIP
@@ -303,21 +178,17 @@ def associate(tracklets: Sequence[Tracklet], config: MatcherConfig, seed: int = 
         seen_with.setdefault(x, {})[y] = value
         seen_with.setdefault(y, {})[x] = value
 
-    def favours_one_person(ca: _Cluster, cb: _Cluster) -> bool:
+    def favours_one_person(ca: Cluster, cb: Cluster) -> bool:
         inside = set(cb.members)
         where = sum(
             value for x in ca.members for y, value in seen_with.get(x, {}).items() if y in inside
         )
-        looks = float(appearance.llr(_average_distance(ca, cb)))
-        return looks + _junction_llr(ca, cb, transit) + where > 0
+        looks = float(appearance.llr(ca.average_distance(cb)))
+        evidence = looks + _junction_llr(tracklets, ca, cb, transit) + where
+        return evidence > 0 and gates(ca, cb)
 
-    labels = _merge_constrained(
-        tracklets,
-        vectors,
-        candidates[order][score[order] > 0],
-        negatives,
-        favours_one_person,
-        config,
+    labels = merge_constrained(
+        vectors, candidates[order][score[order] > 0], negatives, favours_one_person
     )
     return Association(labels, calibration, transit, spatial)
 
@@ -369,5 +240,15 @@ def cluster_tracklets(
     return result.labels, result.calibration
 
 
-def _sighting(t: Tracklet) -> Sighting:
-    return Sighting("", t.camera_id, t.track_id, t.start, t.end)
+def _gates(tracklets: Sequence[Tracklet], config: MatcherConfig) -> Rule:
+    """The hand-written topology as a merge rule. Without a topology the gates say exactly
+    what the cannot-links say, so only a topology costs a check."""
+    if not config.topology:
+        return lambda ca, cb: True
+    sightings = [Sighting("", t.camera_id, t.track_id, t.start, t.end) for t in tracklets]
+
+    def allowed(ca: Cluster, cb: Cluster) -> bool:
+        seen = [sightings[n] for n in ca.members]
+        return not any(rejection(tracklets[y], seen, config) for y in cb.members)
+
+    return allowed

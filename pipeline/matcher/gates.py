@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from pipeline.matcher.config import MatcherConfig
 from pipeline.matcher.types import Sighting, Tracklet
+from reid.runtime.clustering import co_occurring_pairs as overlapping_spans
 
 
 def _overlap(a_start: float, a_end: float, b_start: float, b_end: float) -> bool:
@@ -57,13 +60,7 @@ def rejection(
 
 
 def co_occurring_pairs(tracklets: Sequence[Tracklet]) -> list[tuple[int, int]]:
-    """Index pairs ``(i, j)``, ``i < j``, of tracklets whose time spans overlap (a sweep over
-    start times: cost grows with how many are seen at once, not with the square)."""
-    order = sorted(range(len(tracklets)), key=lambda n: tracklets[n].start)
-    pairs: list[tuple[int, int]] = []
-    live: list[int] = []
-    for n in order:
-        live = [m for m in live if tracklets[m].end >= tracklets[n].start]
-        pairs += [(min(m, n), max(m, n)) for m in live]
-        live.append(n)
-    return pairs
+    """Index pairs ``(i, j)``, ``i < j``, of tracklets whose time spans overlap."""
+    return overlapping_spans(
+        np.array([t.start for t in tracklets]), np.array([t.end for t in tracklets])
+    )
