@@ -20,7 +20,7 @@ import os
 import shutil
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +45,20 @@ def _color(key: str) -> tuple[int, int, int]:
 class RunOutputs:
     """Writes every output of one run; :meth:`close` finishes the files."""
 
-    def __init__(self, folder: str | Path, config: OutputConfig, camera_ids: list[str]) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        config: OutputConfig,
+        camera_ids: list[str],
+        overlapping: Sequence[Sequence[str]] = (),
+    ) -> None:
         self.folder, self.config = Path(folder), config
         self.folder.mkdir(parents=True, exist_ok=True)
         self.camera_ids = camera_ids
         self.identity_number: dict[str, int] = {}
         self.identity_of: dict[tuple[str, int], str] = {}
         self.crops_of: dict[tuple[str, int], tuple[float, tuple[str, ...]]] = {}
-        self.record = RunRecorder(self.folder)
+        self.record = RunRecorder(self.folder, camera_ids, overlapping)
         self.writers: dict[str, cv2.VideoWriter] = {}
         self.events = (self.folder / "events.jsonl").open("a") if config.events else None
 

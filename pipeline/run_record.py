@@ -5,6 +5,10 @@
     tracklets.jsonl    one JSON line per tracklet summary, in the order they were decided:
                        camera, track, start, end, final, crops, embedding file
     tracks/<camera>_<track>/summary<n>.npz   that summary's features (and projections)
+    cameras.json       the cameras and which of them overlap (for cannot-links)
+
+The format is read without importing this package by ``reid-train adapt``
+(:mod:`reid.data.run_folder`): keep the two in step.
 
 Re-linking (``reid-pipeline relink``, ``benchmarks.mtmc``) reads the summaries back as
 :class:`~pipeline.matcher.Tracklet` objects and rewrites ``mtmc.txt`` from ``boxes.txt``
@@ -15,15 +19,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
+import cv2
 import numpy as np
 
 from pipeline.matcher.types import Tracklet
+from reid.runtime import Embedder
 
 BOXES = "boxes.txt"
 TRACKLETS = "tracklets.jsonl"
+CAMERAS = "cameras.json"
 
 
 class RunRecordError(ValueError):
@@ -33,8 +41,13 @@ class RunRecordError(ValueError):
 class RunRecorder:
     """Appends a run's boxes and tracklet summaries to its output folder."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(
+        self, folder: Path, cameras: Sequence[str] = (), overlapping: Sequence[Sequence[str]] = ()
+    ) -> None:
         self.folder = folder
+        (folder / CAMERAS).write_text(
+            json.dumps({"cameras": list(cameras), "overlapping": [list(p) for p in overlapping]})
+        )
         self._boxes: TextIO = (folder / BOXES).open("w")
         self._tracklets: TextIO = (folder / TRACKLETS).open("w")
         self._summaries: dict[tuple[str, int], int] = {}
@@ -102,12 +115,22 @@ def read_summaries(run: str | Path) -> Iterator[tuple[Tracklet, bool]]:
         yield tracklet, bool(record["final"])
 
 
-def read_tracklets(run: str | Path) -> list[Tracklet]:
-    """The latest summary of every tracklet of the run, ordered by end time."""
+def read_tracklets(run: str | Path, embedder: Embedder | None = None) -> list[Tracklet]:
+    """The latest summary of every tracklet of the run, ordered by end time; with an
+    ``embedder``, re-embedded from its crops (a new model on the same tracks, no detection)."""
     latest: dict[tuple[str, int], Tracklet] = {}
     for tracklet, _ in read_summaries(run):
         latest[(tracklet.camera_id, tracklet.track_id)] = tracklet
-    return sorted(latest.values(), key=lambda t: (t.end, t.camera_id, t.track_id))
+    tracklets = sorted(latest.values(), key=lambda t: (t.end, t.camera_id, t.track_id))
+    return tracklets if embedder is None else [_reembed(t, embedder) for t in tracklets]
+
+
+def _reembed(tracklet: Tracklet, embedder: Embedder) -> Tracklet:
+    crops = [cv2.imread(path) for path in tracklet.crops]
+    if any(c is None or not c.size for c in crops):
+        raise RunRecordError(f"tracklet {tracklet.ref!r}: a crop of {tracklet.crops} is unreadable")
+    embedded = embedder.embed(crops)
+    return replace(tracklet, features=embedded.features, attention=embedded.projections)
 
 
 def write_mtmc(

@@ -196,7 +196,9 @@ class Pipeline:
             )
             for cid in self.readers
         }
-        self.outputs = RunOutputs(config.outputs.dir, config.outputs, list(self.readers))
+        self.outputs = RunOutputs(
+            config.outputs.dir, config.outputs, list(self.readers), config.matcher.overlapping
+        )
         self.state = RunState(
             {cid: CameraStats(source=r.stats) for cid, r in self.readers.items()},
             queue_depths=lambda: {c: r.frames.qsize() for c, r in self.readers.items()},

@@ -152,6 +152,43 @@ def evaluate_checkpoint(
         Console().print(results_table(results, f"{checkpoint} on {data.name}"))
 
 
+@app.command("adapt")
+def adapt_command(
+    runs: Annotated[list[Path], typer.Argument(help="output folders of reid-pipeline runs")],
+    out: Annotated[Path, typer.Option(help="where model.onnx and report.json go")],
+    config: Annotated[Path, typer.Option(help="adaptation YAML")] = Path(
+        "configs/train/adapt_mobilenet.yaml"
+    ),
+    init: Annotated[
+        Path | None, typer.Option(help="start from this checkpoint instead of ImageNet")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="override: --set rounds=4, --set train.optim.lr=0.01"),
+    ] = None,
+    verbose: bool = False,
+) -> None:
+    """Train CASN on the site's own tracklets, with no labels, and export it."""
+    from reid.training.adapt import AdaptConfig, adapt
+
+    _setup_logging(verbose)
+    try:
+        settings = load_yaml_settings(config, AdaptConfig, overrides or [])
+        report = adapt(runs, out, settings, init, console)
+    except TrainingInterrupted as exc:
+        console.print(f"[yellow]{exc}[/yellow]")
+        raise typer.Exit(130) from None
+    except USER_ERRORS as exc:
+        raise _fail(exc) from None
+    last = report["rounds"][-1]
+    console.print(
+        f"adapted on {report['tracklets']} tracklets ({report['crops']} crops) in "
+        f"{report['seconds']:.0f} s: {last['clusters']} pseudo-identities in the last round, "
+        f"{last['cross_camera_clusters']} across cameras; model {report['model']} "
+        f"(use it with --set reid.model={report['model']}); report {out / 'report.json'}"
+    )
+
+
 @app.command()
 def synth(
     out: Annotated[Path, typer.Option(help="folder to write (Market-1501 layout)")] = Path(

@@ -265,7 +265,8 @@ class Trainer:
                         **self._train_epoch(epoch, progress),
                     }
                     last = epoch + 1 == cfg.optim.epochs
-                    if self.ctx.is_main and ((epoch + 1) % cfg.eval.every == 0 or last):
+                    due = (epoch + 1) % cfg.eval.every == 0 or last
+                    if self.ctx.is_main and due and self.dataset.query:
                         results = self.validate()
                         record["eval"] = [r.as_dict() for r in results]
                         chosen = next(r for r in results if r.ranking == cfg.eval.select_by)
