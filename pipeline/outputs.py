@@ -30,7 +30,7 @@ import numpy as np
 from pipeline.config import OutputConfig
 from pipeline.matcher import Decision, Tracklet
 from pipeline.matcher.relink import RelinkReport
-from pipeline.run_record import RunRecorder, write_mtmc
+from pipeline.run_record import RunRecorder, write_identities, write_mtmc
 from pipeline.sources import Frame
 from pipeline.tracking import Track
 from pipeline.tracklets import TrackletSummary
@@ -200,6 +200,7 @@ class RunOutputs:
         if identities is not None:  # one lookup per tracklet, shared by both outputs
             found = {key: identities(*key) for key in self.identity_of}
             final = lambda camera, track: found.get((camera, track))  # noqa: E731
+        write_identities(self.folder, list(self.identity_of), final)
         if self.config.crops:
             self._write_crops(final)
         if self.config.mtmc:

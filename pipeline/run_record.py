@@ -6,6 +6,7 @@
                        camera, track, start, end, final, crops, embedding file
     tracks/<camera>_<track>/summary<n>.npz   that summary's features (and projections)
     cameras.json       the cameras and which of them overlap (for cannot-links)
+    identities.json    each tracklet's final identity (after re-association), when it ends
 
 The format is read without importing this package by ``reid-train adapt``
 (:mod:`reid.data.run_folder`): keep the two in step.
@@ -32,6 +33,7 @@ from reid.runtime import Embedder
 BOXES = "boxes.txt"
 TRACKLETS = "tracklets.jsonl"
 CAMERAS = "cameras.json"
+IDENTITIES = "identities.json"
 
 
 class RunRecordError(ValueError):
@@ -131,6 +133,20 @@ def _reembed(tracklet: Tracklet, embedder: Embedder) -> Tracklet:
         raise RunRecordError(f"tracklet {tracklet.ref!r}: a crop of {tracklet.crops} is unreadable")
     embedded = embedder.embed(crops)
     return replace(tracklet, features=embedded.features, attention=embedded.projections)
+
+
+def write_identities(
+    run: str | Path,
+    tracklets: Sequence[tuple[str, int]],
+    identity_of: Callable[[str, int], str | None],
+) -> None:
+    """``identities.json``: the final identity of each ``(camera, track)`` (``reid-train
+    adapt`` starts its pseudo-identities from them)."""
+    rows = [
+        {"camera": camera, "track": track, "identity": identity_of(camera, track)}
+        for camera, track in tracklets
+    ]
+    (Path(run) / IDENTITIES).write_text(json.dumps(rows))
 
 
 def write_mtmc(

@@ -1,6 +1,7 @@
 """The tracklets a ``reid-pipeline`` run left in its output folder, as training material.
 
-Reads the files only (``tracklets.jsonl``, ``cameras.json``, the crops under ``tracks/``);
+Reads the files only (``tracklets.jsonl``, ``cameras.json``, ``identities.json``, the crops
+under ``tracks/``);
 the pipeline package that writes them (``pipeline.run_record``) is never imported, so
 training keeps its one-way dependency. The latest summary of each tracklet counts.
 """
@@ -9,13 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from reid.data.datasets import DatasetError
 
 TRACKLETS = "tracklets.jsonl"
 CAMERAS = "cameras.json"
+IDENTITIES = "identities.json"
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class RunTracklet:
     start: float
     end: float
     crops: tuple[Path, ...]
+    identity: str | None = None  # the run's final identity (identities.json), if recorded
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,26 @@ def read_run(folder: str | Path, run: int = 0) -> RunMaterial:
             overlapping = frozenset(frozenset(map(str, pair)) for pair in pairs)
         except (ValueError, KeyError, TypeError) as exc:
             raise DatasetError(f"{cameras} is malformed: {exc}") from exc
-    ordered = sorted(latest.values(), key=lambda t: (t.end, t.camera, t.track))
+    identities = _identities(folder)
+    ordered = sorted(
+        (replace(t, identity=identities.get((t.camera, t.track))) for t in latest.values()),
+        key=lambda t: (t.end, t.camera, t.track),
+    )
     return RunMaterial(tuple(ordered), overlapping)
+
+
+def _identities(folder: Path) -> dict[tuple[str, int], str]:
+    path = folder / IDENTITIES
+    if not path.is_file():
+        return {}
+    try:
+        return {
+            (str(r["camera"]), int(r["track"])): str(r["identity"])
+            for r in json.loads(path.read_text())
+            if r["identity"] is not None
+        }
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DatasetError(f"{path} is malformed: {exc}") from exc
 
 
 def read_runs(folders: Sequence[str | Path]) -> RunMaterial:

@@ -5,10 +5,11 @@ No human label is used. What the footage gives for free:
 - the crops of one tracklet are one person;
 - two tracklets seen at once in one camera, or in two cameras whose views do not overlap,
   are different people (cannot-links);
-- across cameras, pseudo-identities come from camera-aware clustering of the current
-  features under those cannot-links, with a threshold calibrated on the cannot-link pairs
-  themselves (:mod:`reid.runtime.clustering`, the same clustering the live matcher
-  re-associates with).
+- across cameras, pseudo-identities come first from the run's own final identities
+  (``identities.json``: the matcher's re-association, which also weighed transit times and
+  overlapping views), then from camera-aware clustering of the current features under
+  those cannot-links, with a threshold calibrated on the cannot-link pairs themselves
+  (:mod:`reid.runtime.clustering`, the same clustering the live matcher re-associates with).
 
 Each round re-embeds every crop with the current model, re-clusters, and trains CASN on the
 pseudo-identities for a few epochs (its loss terms as the config sets them), starting from
@@ -188,10 +189,17 @@ def adapt(
             model = CASN.from_config(config.train.model, len(material.tracklets)).eval()
             if state is not None:
                 _carry_over(model, state)
-        features = _tracklet_features(model, material)
-        labels, threshold, negatives = pseudo_identities(
-            features, material, config.false_links_per_tracklet
-        )
+        known = [t.identity for t in material.tracklets]
+        if r == 0 and None not in known:
+            # the run's own identities: re-association already weighed time and space
+            names: dict[str, int] = {}
+            labels = [names.setdefault(name, len(names)) for name in known]
+            threshold, negatives = None, 0
+        else:
+            features = _tracklet_features(model, material)
+            labels, threshold, negatives = pseudo_identities(
+                features, material, config.false_links_per_tracklet
+            )
         samples = _samples(material, labels)
         query, gallery = _self_check_split(samples)
         dataset = ReidDataset(f"site pseudo-identities, round {r}", tuple(samples), query, gallery)

@@ -97,7 +97,18 @@ def test_pseudo_identities_never_join_people_seen_at_once(tmp_path: Path) -> Non
 
 
 def test_adapt_end_to_end_writes_a_usable_model(tmp_path: Path) -> None:
-    write_run(tmp_path / "run", 10, seed=3)
+    """Round 0 starts from the run's own final identities (identities.json), later rounds
+    from clustering; the model comes out exported and loadable; a rerun resumes."""
+    truth = write_run(tmp_path / "run", 10, seed=3)
+    lines = (tmp_path / "run" / "tracklets.jsonl").read_text().splitlines()
+    (tmp_path / "run" / "identities.json").write_text(
+        json.dumps(
+            [
+                {"camera": json.loads(line)["camera"], "track": p, "identity": f"person{p}"}
+                for line, p in zip(lines, truth, strict=True)
+            ]
+        )
+    )
     config = tmp_path / "adapt.yaml"
     base = AdaptConfig().model_dump(mode="json")
     base["train"]["model"].update(
@@ -116,8 +127,10 @@ def test_adapt_end_to_end_writes_a_usable_model(tmp_path: Path) -> None:
     report = json.loads((out / "report.json").read_text())
     assert report["tracklets"] == 20 and report["crops"] == 80
     assert [r["round"] for r in report["rounds"]] == [0, 1]
-    labels = json.loads((out / "round1" / "pseudo_labels.json").read_text())
-    assert len(labels) == 20
+    first = json.loads((out / "round0" / "pseudo_labels.json").read_text())
+    assert len({(r["track"], r["label"]) for r in first}) == 10  # one label per person
+    assert report["rounds"][0]["cross_camera_clusters"] == 10
+    assert len(json.loads((out / "round1" / "pseudo_labels.json").read_text())) == 20
     for suffix in (".onnx", ".onnx.json", ".consistency.pt"):
         assert (out / f"model{suffix}").is_file()
     from reid.runtime import load_embedder
