@@ -196,10 +196,15 @@ class RunOutputs:
         if self.events is not None:
             self.events.close()
         self.record.close()
-        final = identities or (lambda camera, track: self.identity_of.get((camera, track)))
-        if identities is not None:  # one lookup per tracklet, shared by both outputs
-            found = {key: identities(*key) for key in self.identity_of}
-            final = lambda camera, track: found.get((camera, track))  # noqa: E731
+        found = (
+            self.identity_of
+            if identities is None
+            else {key: identities(*key) for key in self.identity_of}
+        )
+
+        def final(camera: str, track: int) -> str | None:
+            return found.get((camera, track))
+
         write_identities(self.folder, list(self.identity_of), final)
         if self.config.crops:
             self._write_crops(final)

@@ -19,7 +19,7 @@ import numpy as np
 
 from detectors import build_detector
 from pipeline.config import PipelineConfig
-from pipeline.matcher import Matcher, Tracklet, connect
+from pipeline.matcher import Matcher, RedisUnavailable, Tracklet, connect
 from pipeline.matcher.stream import TrackletPublisher
 from pipeline.outputs import RunOutputs
 from pipeline.sources import CameraReader, Frame, SourceStats
@@ -316,15 +316,22 @@ class Pipeline:
             self._footage = (min(first, summary.start), max(last, summary.end))
         self._maybe_relink()
 
-    def _final_identities(self) -> None:
-        """After the last re-association: the summary counts the identities as they ended."""
-        self.state.identities.clear()
-        self.state.identity_cameras.clear()
-        for camera, track in self.outputs.identity_of:
-            identity = self.matcher.identity_of(camera, track)
+    def _final_identities(self) -> dict[tuple[str, int], str | None] | None:
+        """The last re-association, then every track's identity as it ended (the summary
+        counts those). With Redis gone, the online decisions stand (None): the run's
+        outputs are written from them rather than lost."""
+        try:
+            self._maybe_relink(final=True)
+            final = {key: self.matcher.identity_of(*key) for key in self.outputs.identity_of}
+        except RedisUnavailable as exc:
+            log.error("final re-association skipped, outputs keep the online identities: %s", exc)
+            return None
+        self.state.identities = {i for i in final.values() if i is not None}
+        self.state.identity_cameras = defaultdict(set)
+        for (camera, _), identity in final.items():
             if identity is not None:
-                self.state.identities.add(identity)
                 self.state.identity_cameras[identity].add(camera)
+        return final
 
     def _maybe_relink(self, final: bool = False) -> None:
         """Re-associate recent tracklets every ``relink_every_s`` of footage, and over the
@@ -378,9 +385,7 @@ class Pipeline:
             for builder in self.builders.values():
                 self._pending += builder.flush()
             self._submit_pending(force=True)
-            if self.matcher is not None:
-                self._maybe_relink(final=True)
-                self._final_identities()
+            final = self._final_identities() if self.matcher is not None else None
             if self.publisher is not None and not self.publisher.flush():
                 log.error(
                     "%d tracklets could not be published (Redis down)", len(self.publisher.pending)
@@ -388,5 +393,7 @@ class Pipeline:
             self._refresh_fps()
             summary = self.state.summary()
             summary["outputs"] = str(self.outputs.folder)
-            self.outputs.close(summary, None if self.matcher is None else self.matcher.identity_of)
+            self.outputs.close(
+                summary, None if final is None else lambda camera, track: final.get((camera, track))
+            )
         return summary

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.config import load_pipeline_config
 from pipeline.evaluation import evaluate_mtmc
+from pipeline.matcher import RedisUnavailable
 from pipeline.metrics import metrics_registry
 from pipeline.runner import Pipeline
 from pipeline.scene import generate_scene
@@ -125,3 +126,26 @@ def test_unreachable_camera_file_is_reported(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["--cameras", str(cams), "--no-live-table"])
     message = " ".join(result.output.split())
     assert result.exit_code == 2 and "camera a: video file nowhere.mp4 does not exist" in message
+
+
+def test_outputs_survive_redis_gone_at_the_end(
+    scene: Path, redis_url: str, namespace: str, tmp_path: Path
+) -> None:
+    """If Redis is unreachable when the run ends (the final re-association and the final
+    identities need it), the outputs are still written, from the online decisions."""
+    out = tmp_path / "run"
+    config = load_pipeline_config(
+        scene,
+        [f"redis.url={redis_url}", f"redis.namespace={namespace}", f"outputs.dir={out}"],
+    )
+    pipeline = Pipeline(config)
+
+    def unreachable(since: float | None = None) -> None:
+        raise RedisUnavailable("Redis unavailable after retries: connection refused")
+
+    pipeline.matcher.relink = unreachable
+    summary = pipeline.run()
+    online = {str(i) for i in pipeline.outputs.identity_of.values()}
+    ids = json.loads((out / "ids.json").read_text())["identities"]
+    assert set(ids.values()) == online and summary["identities"] == len(online)
+    assert (out / "mtmc.txt").read_text() and (out / "summary.json").is_file()
