@@ -36,19 +36,25 @@ from pipeline.demo_data import fetch_vtest
 from pipeline.evaluation import evaluate_mtmc, oracle_identities
 from pipeline.matcher import Matcher, MatcherConfig, connect
 from pipeline.matcher.association import (
+    AttentionInputs,
     associate,
+    auc,
     cannot_link_pairs,
     cluster_tracklets,
+    representatives,
     tracklet_vectors,
     transit_scores,
 )
-from pipeline.matcher.evidence import AppearanceEvidence
+from pipeline.matcher.evidence import LLR_CLIP, AppearanceEvidence
 from pipeline.run_record import read_summaries, read_tracklets, write_identities, write_mtmc
 from pipeline.runner import Pipeline
 from pipeline.scene import generate_scene
 from reid.config import load_yaml_settings
+from reid.export.onnx_export import scorer_path
 from reid.runtime import load_embedder
 from reid.runtime.clustering import camera_centred, pair_distances
+from reid.runtime.consistency import ConsistencyScorer
+from reid.runtime.pair_scoring import AttentionScorer
 from reid.training.adapt import AdaptConfig, adapt
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,19 +168,33 @@ def reassociate(run: Path, config: MatcherConfig) -> Callable[[str, int], str | 
     return lambda camera, track: found.get((camera, track))
 
 
-def adapted(run: Path, config: MatcherConfig) -> Callable[[str, int], str | None]:
-    """``reid-train adapt`` on the run's own tracklets (no labels), then the stored crops
-    re-embedded with the adapted model and re-associated (no detection again)."""
+def adapted_model(run: Path, config: MatcherConfig) -> Path:
+    """``reid-train adapt`` on the run's own tracklets (no labels), round 0 from the run's
+    final identities as the pipeline would have written them; cached beside the run."""
     out = run.parent / f"adapt-{run.name}"
     if not (out / "report.json").is_file():
-        tracklets = read_tracklets(run)  # the run's final identities, as the pipeline ends
+        tracklets = read_tracklets(run)
         labels, _ = cluster_tracklets(tracklets, config)
         final = {(t.camera_id, t.track_id): f"c{n}" for t, n in zip(tracklets, labels, strict=True)}
         write_identities(run, list(final), lambda camera, track: final[(camera, track)])
         settings = load_yaml_settings(ROOT / "configs/train/adapt_mobilenet.yaml", AdaptConfig, [])
         adapt([run], out, settings, console=console)
-    tracklets = read_tracklets(run, load_embedder(out / "model.onnx", "ort"))
-    labels, _ = cluster_tracklets(tracklets, config)
+    return out / "model.onnx"
+
+
+def adapted_tracklets(run: Path, config: MatcherConfig) -> tuple[list, AttentionScorer]:
+    """The stored crops re-embedded with the adapted model (no detection again), and the
+    model's attention scorer."""
+    model = adapted_model(run, config)
+    scorer = ConsistencyScorer.load(scorer_path(model)).to_numpy()
+    return read_tracklets(run, load_embedder(model, "ort")), scorer
+
+
+def adapted(run: Path, config: MatcherConfig) -> Callable[[str, int], str | None]:
+    """After adaptation: re-embedded tracklets re-associated, attention included (its
+    weight fitted on pseudo-pairs)."""
+    tracklets, scorer = adapted_tracklets(run, config)
+    labels, _ = cluster_tracklets(tracklets, config, scorer)
     found = {
         (t.camera_id, t.track_id): f"c{label}" for t, label in zip(tracklets, labels, strict=True)
     }
@@ -205,26 +225,19 @@ def pipeline_default(run: Path, config: MatcherConfig) -> Callable[[str, int], s
     return lambda camera, track: found.get((camera, track))
 
 
-def auc(scores: np.ndarray, same: np.ndarray) -> float:
-    """Area under the ROC curve: the chance a same-person pair outscores a different one
-    (Mann-Whitney, ties counted half)."""
-    order = np.argsort(scores, kind="stable")
-    ranks = np.empty(len(scores))
-    ranks[order] = np.arange(1, len(scores) + 1)
-    for value in np.unique(
-        scores[np.r_[False, np.diff(scores[order]) == 0]] if len(scores) else []
-    ):
-        tied = scores == value
-        ranks[tied] = ranks[tied].mean()
-    positives, negatives = int(same.sum()), int((~same).sum())
-    return float((ranks[same].sum() - positives * (positives + 1) / 2) / (positives * negatives))
-
-
-def verification_auc(run: Path, gt: Path, config: MatcherConfig) -> dict[str, float]:
+def verification_auc(
+    run: Path, gt: Path, config: MatcherConfig, attention_model: bool = False
+) -> dict[str, float]:
     """Pair-verification AUC on every pair of tracklets that is not a cannot-link, labelled
     by the ground truth (which no evidence model ever sees): raw appearance, camera-centred
-    appearance, and everything re-association weighs."""
-    tracklets = read_tracklets(run)
+    appearance, that plus attention consistency at the weight re-association fitted on
+    pseudo-pairs (``attention_model``: the adapted model, which exports attention), and
+    everything re-association weighs."""
+    scorer = None
+    if attention_model:
+        tracklets, scorer = adapted_tracklets(run, config)
+    else:
+        tracklets = read_tracklets(run)
     oracle = oracle_identities(gt, run)
     truth = np.array([oracle(t.camera_id, t.track_id) for t in tracklets])
     raw = tracklet_vectors(tracklets)
@@ -236,24 +249,36 @@ def verification_auc(run: Path, gt: Path, config: MatcherConfig) -> dict[str, fl
     i, j = i[keep], j[keep]
     pairs = np.stack([i, j], axis=1)
     same = truth[i] == truth[j]
-    result = associate(tracklets, config)
-    appearance = AppearanceEvidence.fit(
-        pair_distances(centred, negatives), result.calibration.pair_rate
+    reps = representatives(tracklets) if scorer is not None else None
+    inputs = AttentionInputs(scorer, *reps) if reps is not None else None
+    result = associate(tracklets, config, attention=inputs)
+    rate = result.calibration.pair_rate
+    looks = AppearanceEvidence.fit(pair_distances(centred, negatives), rate).llr(
+        pair_distances(centred, pairs)
     )
-    everything = appearance.llr(pair_distances(centred, pairs))
+    row = {
+        "pairs": len(pairs),
+        "same": int(same.sum()),
+        "appearance": auc(-pair_distances(raw, pairs), same),
+        "camera-centred": auc(looks, same),
+    }
+    with_attention = looks
+    if inputs is not None:
+        consistency = AppearanceEvidence.fit(inputs.distances(negatives), rate)
+        attention_llr = np.minimum(consistency.llr(inputs.distances(pairs)), LLR_CLIP)
+        row["+ attention (w=1)"] = auc(looks + attention_llr, same)
+        with_attention = looks + result.attention_weight * attention_llr
+        row["+ attention (fitted w)"] = auc(with_attention, same)
+        row["fitted w"] = result.attention_weight
+    everything = with_attention
     if result.transit is not None:
         everything = everything + transit_scores(tracklets, i, j, result.transit)
     if result.spatial is not None:
         everything = everything + np.array(
             [result.spatial.pair_llr.get((int(a), int(b)), 0.0) for a, b in pairs]
         )
-    return {
-        "pairs": len(pairs),
-        "same": int(same.sum()),
-        "appearance": auc(-pair_distances(raw, pairs), same),
-        "camera-centred": auc(-pair_distances(centred, pairs), same),
-        "all evidence": auc(everything, same),
-    }
+    row["all evidence"] = auc(everything, same)
+    return row
 
 
 def main() -> None:
@@ -316,16 +341,28 @@ def main() -> None:
             )
         table.add_section()
         aucs[name] = verification_auc(run, gt, pipeline_config.matcher)
+        if ARGS.adapt:
+            aucs[f"{name}, adapted"] = verification_auc(
+                run, gt, pipeline_config.matcher, attention_model=True
+            )
     console.print(table)
     pairs = Table(title="pair-verification AUC (pairs that are not cannot-links, GT labels)")
-    for col in ("footage", "pairs", "same-person", "appearance", "camera-centred", "all"):
+    columns = (
+        "appearance",
+        "camera-centred",
+        "+ attention (w=1)",
+        "+ attention (fitted w)",
+        "fitted w",
+        "all evidence",
+    )
+    for col in ("footage", "pairs", "same-person", *columns):
         pairs.add_column(col, justify="right")
     for name, row in aucs.items():
         pairs.add_row(
             name,
             str(row["pairs"]),
             str(row["same"]),
-            *(f"{row[k]:.3f}" for k in ("appearance", "camera-centred", "all evidence")),
+            *(f"{row[k]:.3f}" if k in row else "-" for k in columns),
         )
     console.print(pairs)
     floor = idf1["never link (floor)"]

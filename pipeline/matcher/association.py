@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import rankdata
 
 from pipeline.matcher.config import MatcherConfig
 from pipeline.matcher.evidence import LLR_CLIP, AppearanceEvidence, TransitModel, sample_gaps
@@ -40,6 +41,7 @@ from reid.runtime.clustering import (
     pair_distances,
     quantile_threshold,
 )
+from reid.runtime.pair_scoring import AttentionScorer
 
 MIN_NEGATIVES = 20  # fewer known-different pairs than this: fall back to the configured threshold
 NEIGHBOURS = 20  # appearance neighbours considered per tracklet in the first pass
@@ -112,6 +114,89 @@ def _junction_llr(
 
 
 @dataclass(frozen=True)
+class AttentionInputs:
+    """Attention consistency for re-association: per tracklet, its representative crop (the
+    one closest to the tracklet's mean) as a feature and a projected conv map."""
+
+    scorer: AttentionScorer
+    features: np.ndarray  # [N, D]
+    projections: np.ndarray  # [N, r, h, w]
+
+    def distances(self, pairs: np.ndarray, chunk: int = 4096) -> np.ndarray:
+        """Closed-form attention distance of each index pair."""
+        out = [
+            self.scorer.distance(
+                self.features[part[:, 0]],
+                self.projections[part[:, 0]],
+                self.features[part[:, 1]],
+                self.projections[part[:, 1]],
+            )
+            for part in np.array_split(pairs, max(1, -(-len(pairs) // chunk)))
+            if len(part)
+        ]
+        return np.concatenate(out) if out else np.empty(0, np.float32)
+
+
+def representatives(tracklets: Sequence[Tracklet]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each tracklet's crop closest to its mean: (features, projections); None when a
+    tracklet carries no attention."""
+    if not tracklets or any(t.attention is None for t in tracklets):
+        return None
+    picks = [int(np.argmax(t.features @ t.features.mean(axis=0))) for t in tracklets]
+    return (
+        np.stack([t.features[k] for t, k in zip(tracklets, picks, strict=True)]),
+        np.stack([t.attention[k] for t, k in zip(tracklets, picks, strict=True)]),
+    )
+
+
+def auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Chance that a positive pair outscores a negative one (ties count half)."""
+    ranks = rankdata(scores)
+    p, n = int(positive.sum()), int((~positive).sum())
+    return float((ranks[positive].sum() - p * (p + 1) / 2) / (p * n)) if p and n else 0.5
+
+
+ATTENTION_WEIGHTS = (0.0, 0.5, 1.0)
+MIN_POSITIVES = 5
+
+
+def fit_attention_weight(
+    feature_d: tuple[np.ndarray, np.ndarray],
+    attention_d: tuple[np.ndarray, np.ndarray],
+    rate: float,
+) -> tuple[float, dict[str, float]]:
+    """The weight of attention evidence, fitted on pseudo-pairs: (positives, negatives)
+    distances of confident links and cannot-links. Two folds: the evidence is fitted on one
+    half of the pairs and judged by pair-verification AUC on the other, both ways; a weight
+    above 0 is taken only if it raises AUC in both folds (then the best mean), so attention
+    enters only where it helps on pairs it was not fitted on."""
+    (fp, fn), (ap, an) = feature_d, attention_d
+    if len(fp) < 2 * MIN_POSITIVES or len(fn) < 2 * MIN_POSITIVES:
+        return 0.0, {}
+    folds = []
+    for part in (0, 1):
+        fit_n, held_n = np.arange(len(fn)) % 2 == part, np.arange(len(fn)) % 2 != part
+        held_p = np.arange(len(fp)) % 2 != part
+        looks = AppearanceEvidence.fit(fn[fit_n], rate)
+        consistency = AppearanceEvidence.fit(an[fit_n], rate)
+        label = np.r_[np.ones(int(held_p.sum()), bool), np.zeros(int(held_n.sum()), bool)]
+        folds.append(
+            {
+                w: auc(
+                    looks.llr(np.r_[fp[held_p], fn[held_n]])
+                    + w * consistency.llr(np.r_[ap[held_p], an[held_n]]),
+                    label,
+                )
+                for w in ATTENTION_WEIGHTS
+            }
+        )
+    mean = {w: float(np.mean([f[w] for f in folds])) for w in ATTENTION_WEIGHTS}
+    helps = [w for w in ATTENTION_WEIGHTS[1:] if all(f[w] > f[0.0] for f in folds)]
+    best = max(helps, key=lambda w: mean[w]) if helps else 0.0
+    return best, {f"w={w:g}": round(mean[w], 4) for w in ATTENTION_WEIGHTS}
+
+
+@dataclass(frozen=True)
 class Association:
     """A clustering of a window with the evidence it was made with."""
 
@@ -119,9 +204,16 @@ class Association:
     calibration: Calibration
     transit: TransitModel | None = None
     spatial: SpatialEvidence | None = None
+    attention_weight: float = 0.0
+    attention_auc: dict[str, float] | None = None  # pseudo-pair AUC per candidate weight
 
 
-def associate(tracklets: Sequence[Tracklet], config: MatcherConfig, seed: int = 0) -> Association:
+def associate(
+    tracklets: Sequence[Tracklet],
+    config: MatcherConfig,
+    seed: int = 0,
+    attention: AttentionInputs | None = None,
+) -> Association:
     """Two passes. (1) Appearance only, at the calibrated threshold: confident links, from
     which the site's transit times are learned. (2) Appearance, transit and (for overlapping
     cameras) spatial evidence in log odds (:mod:`pipeline.matcher.evidence`,
@@ -145,13 +237,24 @@ def associate(tracklets: Sequence[Tracklet], config: MatcherConfig, seed: int = 
         return Association(confident, calibration)
     transit = learn_transit(tracklets, confident, config, seed)
     spatial = SpatialEvidence.fit(tracklets, config, seed)
-    if not transit.same and not spatial.pair_llr:
-        return Association(confident, calibration, transit, spatial)
-    appearance = AppearanceEvidence.fit(pair_distances(vectors, negatives), calibration.pair_rate)
+    negative_d = pair_distances(vectors, negatives)
+    weight, aucs, consistency = 0.0, None, None
+    if attention is not None:
+        positives = _confident_pairs(confident)
+        negative_att = attention.distances(negatives)
+        weight, aucs = fit_attention_weight(
+            (pair_distances(vectors, positives), negative_d),
+            (attention.distances(positives), negative_att),
+            calibration.pair_rate,
+        )
+        consistency = AppearanceEvidence.fit(negative_att, calibration.pair_rate)
+    if not transit.same and not spatial.pair_llr and weight == 0.0:
+        return Association(confident, calibration, transit, spatial, weight, aucs)
+    appearance = AppearanceEvidence.fit(negative_d, calibration.pair_rate)
     near, near_d = neighbour_pairs(index, distance, FUSED_NEIGHBOURS, 1.0)
-    # transit adds at most LLR_CLIP, so a pair below -LLR_CLIP on looks can never score
-    # above 0 unless position speaks for it (those pairs are added back as `extra`)
-    hopeful = appearance.llr(near_d) > -LLR_CLIP
+    # transit and attention add at most LLR_CLIP each, so a pair below that on looks can
+    # never score above 0 unless position speaks for it (added back as `extra`)
+    hopeful = appearance.llr(near_d) > -LLR_CLIP * (1 + weight)
     near, near_d = near[hopeful], near_d[hopeful]
     n = len(tracklets)
     seen = np.array(sorted(spatial.pair_llr), np.int64).reshape(-1, 2)
@@ -171,6 +274,13 @@ def associate(tracklets: Sequence[Tracklet], config: MatcherConfig, seed: int = 
         + transit_scores(tracklets, first, second, transit)
         + where
     )
+    pair_att: dict[int, dict[int, float]] = {}
+    if weight > 0:
+        att = weight * np.minimum(consistency.llr(attention.distances(candidates)), LLR_CLIP)
+        score = score + att
+        for (x, y), value in zip(candidates.tolist(), att.tolist(), strict=True):
+            pair_att.setdefault(x, {})[y] = value
+            pair_att.setdefault(y, {})[x] = value
     order = np.argsort(-score, kind="stable")
 
     seen_with: dict[int, dict[int, float]] = {}
@@ -184,13 +294,24 @@ def associate(tracklets: Sequence[Tracklet], config: MatcherConfig, seed: int = 
             value for x in ca.members for y, value in seen_with.get(x, {}).items() if y in inside
         )
         looks = float(appearance.llr(ca.average_distance(cb)))
-        evidence = looks + _junction_llr(tracklets, ca, cb, transit) + where
+        known = [v for x in ca.members for y, v in pair_att.get(x, {}).items() if y in inside]
+        consistent = float(np.mean(known)) if known else 0.0
+        evidence = looks + consistent + _junction_llr(tracklets, ca, cb, transit) + where
         return evidence > 0 and gates(ca, cb)
 
     labels = merge_constrained(
         vectors, candidates[order][score[order] > 0], negatives, favours_one_person
     )
-    return Association(labels, calibration, transit, spatial)
+    return Association(labels, calibration, transit, spatial, weight, aucs)
+
+
+def _confident_pairs(labels: Sequence[int]) -> np.ndarray:
+    """Index pairs within the confident clusters (pseudo-positives)."""
+    groups: dict[int, list[int]] = {}
+    for n, label in enumerate(labels):
+        groups.setdefault(label, []).append(n)
+    pairs = [(a, b) for m in groups.values() for k, a in enumerate(m) for b in m[k + 1 :]]
+    return np.asarray(pairs, np.int64).reshape(-1, 2)
 
 
 def transit_scores(
@@ -234,9 +355,12 @@ def learn_transit(
 def cluster_tracklets(
     tracklets: Sequence[Tracklet],
     config: MatcherConfig,
+    scorer: AttentionScorer | None = None,
 ) -> tuple[list[int], Calibration]:
-    """Cluster label per tracklet (0..C-1, in order of first member) and the calibration."""
-    result = associate(tracklets, config)
+    """Cluster label per tracklet (0..C-1, in order of first member) and the calibration;
+    with a ``scorer`` and tracklets carrying attention, attention consistency is weighed."""
+    reps = representatives(tracklets) if scorer is not None else None
+    result = associate(tracklets, config, attention=reps and AttentionInputs(scorer, *reps))
     return result.labels, result.calibration
 
 

@@ -20,7 +20,7 @@ from importlib import resources
 import numpy as np
 import redis
 
-from pipeline.matcher.association import tracklet_vectors
+from pipeline.matcher.association import representatives, tracklet_vectors
 from pipeline.matcher.codec import decode_sighting, encode_sighting, identity_id, pack, unpack
 from pipeline.matcher.config import MatcherConfig
 from pipeline.matcher.index import IdentityIndex
@@ -37,6 +37,15 @@ SYNC_BATCH = 10_000
 class Exemplars:
     features: np.ndarray  # [M, D] float32
     attention: np.ndarray | None  # [M, r, h, w] or None
+
+
+def _representative(tracklet: Tracklet) -> tuple[bytes, str, bytes, str]:
+    """Packed feature and attention map of the tracklet's crop closest to its mean, for
+    attention consistency in re-association; empty without attention."""
+    reps = representatives([tracklet])
+    if reps is None:
+        return b"", "", b"", ""
+    return (*pack(reps[0][0], "float32"), *pack(reps[1][0], "float16"))
 
 
 class Gallery(IdentityReader):
@@ -221,6 +230,7 @@ class Gallery(IdentityReader):
                 *pack(tracklet_vectors([tracklet])[0], "float32"),
                 f"{tracklet.camera_id}:{tracklet.track_id}",
                 *(pack(tracklet.path, "float32") if tracklet.path is not None else (b"", "")),
+                *_representative(tracklet),
             ],
         )
         self.round_trips += 1

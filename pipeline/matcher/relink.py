@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipeline.matcher.association import Calibration, associate
+from pipeline.matcher.association import AttentionInputs, Calibration, associate
 from pipeline.matcher.codec import decode_sighting, identity_id, pack, unpack
 from pipeline.matcher.evidence import TransitModel
 from pipeline.matcher.types import Tracklet
@@ -43,6 +43,8 @@ class Recorded:
     identity: str
     vector: np.ndarray
     path: np.ndarray | None = None
+    rep_feature: np.ndarray | None = None  # representative crop, for attention consistency
+    rep_attention: np.ndarray | None = None
 
     @property
     def ref(self) -> str:
@@ -125,6 +127,8 @@ class RelinkReport:
     calibration: Calibration
     seconds: float
     round_trips: int
+    attention_weight: float = 0.0
+    attention_auc: dict[str, float] | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -136,6 +140,8 @@ class RelinkReport:
             "calibration": self.calibration.as_dict(),
             "seconds": round(self.seconds, 3),
             "round_trips": self.round_trips,
+            "attention_weight": self.attention_weight,
+            "attention_auc": self.attention_auc,
         }
 
 
@@ -155,16 +161,27 @@ class Reassociator:
         )
         pipe = self.redis.pipeline(transaction=True)
         pipe.get(self.keys.version)
-        fields = ("identity", "start", "end", "vector", "vector_meta", "path", "path_meta")
+        fields = (
+            "identity",
+            "start",
+            "end",
+            "vector",
+            "vector_meta",
+            "path",
+            "path_meta",
+            "rep_feature",
+            "rep_feature_meta",
+            "rep_attention",
+            "rep_attention_meta",
+        )
         for ref in refs:
             camera, track = ref.decode().rsplit(":", 1)
             pipe.hmget(self.keys.tracklet(camera, int(track)), *fields)
         version, *rows = pipe.execute()
         self.round_trips += 2
         window = []
-        for ref, (identity, start, end, vector, meta, path, path_meta) in zip(
-            refs, rows, strict=True
-        ):
+        for ref, row in zip(refs, rows, strict=True):
+            identity, start, end, vector, meta, path, path_meta, rf, rf_meta, ra, ra_meta = row
             if identity is None or vector is None:
                 continue  # expired, or recorded before re-association existed
             camera, track = ref.decode().rsplit(":", 1)
@@ -177,9 +194,22 @@ class Reassociator:
                     identity.decode(),
                     unpack(vector, meta).astype(np.float32),
                     unpack(path, path_meta).astype(np.float64) if path else None,
+                    unpack(rf, rf_meta).astype(np.float32) if rf else None,
+                    unpack(ra, ra_meta).astype(np.float32) if ra else None,
                 )
             )
         return int(version or 0), window
+
+    def _attention(self, window: list[Recorded]) -> AttentionInputs | None:
+        """Attention inputs when the matcher has a scorer and every tracklet its map."""
+        scorer = getattr(self.matcher, "scorer", None)
+        if scorer is None or not window or any(r.rep_attention is None for r in window):
+            return None
+        return AttentionInputs(
+            scorer,
+            np.stack([r.rep_feature for r in window]),
+            np.stack([r.rep_attention for r in window]),
+        )
 
     def _outside(self, identities: set[str], window_refs: set[str]) -> dict[str, list[Recorded]]:
         """Each identity's recorded tracklets that are not in the window."""
@@ -229,7 +259,9 @@ class Reassociator:
         config = self.matcher.config
         for _ in range(config.max_retries):
             version, window = self._window(since)
-            result = associate([r.as_tracklet() for r in window], config)
+            result = associate(
+                [r.as_tracklet() for r in window], config, attention=self._attention(window)
+            )
             labels, calibration = result.labels, result.calibration
             if calibration.learned:
                 self._store(calibration, result.transit)
@@ -259,6 +291,8 @@ class Reassociator:
             calibration,
             time.perf_counter() - started,
             self.round_trips,
+            result.attention_weight,
+            result.attention_auc,
         )
 
     def _store(self, calibration: Calibration, transit: TransitModel | None) -> None:

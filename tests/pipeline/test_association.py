@@ -11,6 +11,7 @@ from pipeline.matcher.association import (
     calibrate,
     cannot_link_pairs,
     cluster_tracklets,
+    fit_attention_weight,
     tracklet_vectors,
 )
 from pipeline.matcher.evidence import AppearanceEvidence, Density
@@ -143,3 +144,17 @@ def test_overlapping_views_are_mapped_and_used() -> None:
     without = cluster_tracklets(tracklets, config.model_copy(update={"spatio_temporal": False}))[0]
     assert not same_partition(without, truth)
     assert same_partition(result.labels, truth)
+
+
+def test_attention_weight_is_fitted_and_never_taken_when_it_does_not_help() -> None:
+    """On pseudo-pairs: an attention distance that separates same from different people
+    gets a weight; pure noise gets 0 (two folds must both improve)."""
+    rng = np.random.default_rng(10)
+    positives, negatives = 60, 400
+    feature = (rng.normal(0.30, 0.05, positives), rng.normal(0.35, 0.05, negatives))
+    informative = (rng.normal(0.1, 0.03, positives), rng.normal(0.3, 0.03, negatives))
+    noise = (rng.normal(0.2, 0.05, positives), rng.normal(0.2, 0.05, negatives))
+    weight, aucs = fit_attention_weight(feature, informative, rate=0.05)
+    assert weight > 0 and aucs[f"w={weight:g}"] > aucs["w=0"] + 0.1
+    assert fit_attention_weight(feature, noise, rate=0.05)[0] == 0.0
+    assert fit_attention_weight((feature[0][:3], feature[1]), noise, rate=0.05) == (0.0, {})

@@ -109,3 +109,32 @@ def test_relinking_while_matchers_race(redis_url: str, namespace: str) -> None:
     matcher.relink()
     assert same_partition(recorded(matcher, tracklets), truth)
     assert_consistent(matcher, tracklets)
+
+
+def test_relink_weighs_attention_when_the_model_exports_it(redis_url: str, namespace: str) -> None:
+    """Tracklets with attention maps and a matcher with the model's scorer: re-association
+    reads each tracklet's representative map back from Redis and fits attention's weight
+    on pseudo-pairs (here the maps are noise, so the weight must stay 0)."""
+    from reid.models import CASN
+    from reid.runtime.consistency import attention_scorer
+
+    scorer = attention_scorer(CASN(5, backbone="resnet18").eval())
+    rng = np.random.default_rng(15)
+    tracklets, truth = walkers(12, 3, noise=0.1, dim=512, seed=15)
+    tracklets = [
+        type(t)(
+            t.camera_id,
+            t.track_id,
+            t.start,
+            t.end,
+            t.features,
+            rng.random((len(t.features), 512, 4, 2)).astype(np.float32),
+        )
+        for t in tracklets
+    ]
+    matcher = Matcher(redis_url, namespace, MatcherConfig(link_threshold=1e-6), scorer=scorer)
+    for t in tracklets:
+        matcher.submit(t)
+    report = matcher.relink()
+    assert report.attention_auc and report.attention_weight == 0.0
+    assert same_partition(recorded(matcher, tracklets), truth)

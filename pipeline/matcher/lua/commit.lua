@@ -12,6 +12,8 @@
 --       13 centroid  14 centroid meta  15 distance ('' = none)  16 now  17 ttl seconds
 --       18 events maxlen  19 tracklet vector (mean exemplar, for re-association)
 --       20 vector meta  21 tracklet ref (camera:track)  22 path ('' = none)  23 path meta
+--       24 representative feature ('' = no attention)  25 its meta  26 its attention map
+--       27 its meta
 
 local identity, action = ARGV[2], ARGV[3]
 local recorded = redis.call('HGET', KEYS[6], 'identity')
@@ -53,7 +55,9 @@ if old_member then redis.call('ZREM', KEYS[5], old_member) end
 redis.call('ZADD', KEYS[5], ARGV[6], ARGV[8])
 redis.call('HSET', KEYS[6], 'identity', identity, 'camera', ARGV[4], 'track', ARGV[5],
   'start', ARGV[6], 'end', ARGV[7], 'member', ARGV[8], 'vector', ARGV[19],
-  'vector_meta', ARGV[20], 'path', ARGV[22], 'path_meta', ARGV[23])
+  'vector_meta', ARGV[20], 'path', ARGV[22], 'path_meta', ARGV[23],
+  'rep_feature', ARGV[24], 'rep_feature_meta', ARGV[25],
+  'rep_attention', ARGV[26], 'rep_attention_meta', ARGV[27])
 redis.call('ZADD', KEYS[8], ARGV[7], ARGV[21])
 redis.call('ZADD', KEYS[2], now, identity)  -- wall clock: retention is wall-clock too
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. tostring(tonumber(now) - ttl))
