@@ -263,6 +263,63 @@ def relink(
         console.print(f"{run_dir / 'mtmc.txt'} rewritten with the corrected identities")
 
 
+@app.command()
+def adapt(
+    cameras: Annotated[Path, typer.Option(help="cams.yaml of the footage to learn")],
+    redis: Annotated[
+        str | None,
+        typer.Option(envvar="REID_REDIS_URL", help="Redis URL; default: cams.yaml, else embedded"),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder (default: outputs.dir)")] = None,
+    adapt_config: Annotated[Path, typer.Option(help="reid-train adapt settings")] = Path(
+        "configs/train/adapt_mobilenet.yaml"
+    ),
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="key=value override")] = None,
+) -> None:
+    """The loop in one command: run the pipeline over the footage, adapt CASN to it with no
+    labels (reid-train adapt), then re-match the stored tracklets with the new model."""
+    import subprocess
+    import sys
+
+    from pipeline.errors import USER_ERRORS
+    from pipeline.rematch import rematch
+    from pipeline.run_record import RunRecordError
+
+    logging.basicConfig(level=logging.WARNING, handlers=[RichHandler(console=console)])
+    extra = list(overrides or []) + ["outputs.video=false"]
+    if redis is not None:
+        extra.append(f"redis.url={redis}")
+    if out is not None:
+        extra.append(f"outputs.dir={out}")
+    try:
+        config = load_pipeline_config(cameras, extra)
+        console.print("[bold]1/3[/bold] running the pipeline")
+        before = Pipeline(config).run()
+        run_dir = Path(before["outputs"])
+        model = run_dir / "adapted" / "model.onnx"
+        console.print(f"[bold]2/3[/bold] adapting to {run_dir} (reid-train adapt)")
+        trained = subprocess.run(
+            [sys.executable, "-m", "reid.training.cli", "adapt", str(run_dir)]
+            + ["--out", str(model.parent), "--config", str(adapt_config)],
+            check=False,
+        )
+        if trained.returncode != 0:
+            console.print(f"[red]error:[/red] reid-train adapt failed ({trained.returncode})")
+            raise typer.Exit(2)
+        console.print(f"[bold]3/3[/bold] re-matching the stored tracklets with {model}")
+        adapted = load_pipeline_config(cameras, [*extra, f"reid.model={model}"])
+        final, report = rematch(run_dir, adapted)
+    except (*USER_ERRORS, RunRecordError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    identities = {i for i in final.values() if i is not None}
+    console.print(
+        f"identities: {before['identities']} before, {len(identities)} after adaptation "
+        f"({report.tracklets} tracklets); {run_dir / 'mtmc.txt'} rewritten. Keep using the "
+        f"model: --set reid.model={model}"
+    )
+
+
 @app.command("eval")
 def evaluate(
     gt: Annotated[Path, typer.Option(help="ground truth: folder of <camera>.txt MOT files")],

@@ -86,8 +86,18 @@ class RunRecorder:
         self._tracklets.close()
 
 
-def read_summaries(run: str | Path) -> Iterator[tuple[Tracklet, bool]]:
-    """Every summary of the run, in decision order, with its ``final`` flag."""
+def read_summaries(
+    run: str | Path, embedder: Embedder | None = None
+) -> Iterator[tuple[Tracklet, bool]]:
+    """Every summary of the run, in decision order, with its ``final`` flag; with an
+    ``embedder``, re-embedded from its crops (a new model on the same tracks, no detection;
+    each crop file embedded once)."""
+    embedded: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    for tracklet, final in _recorded_summaries(run):
+        yield (tracklet if embedder is None else _reembed(tracklet, embedder, embedded)), final
+
+
+def _recorded_summaries(run: str | Path) -> Iterator[tuple[Tracklet, bool]]:
     run = Path(run)
     path = run / TRACKLETS
     if not path.is_file():
@@ -121,18 +131,36 @@ def read_tracklets(run: str | Path, embedder: Embedder | None = None) -> list[Tr
     """The latest summary of every tracklet of the run, ordered by end time; with an
     ``embedder``, re-embedded from its crops (a new model on the same tracks, no detection)."""
     latest: dict[tuple[str, int], Tracklet] = {}
-    for tracklet, _ in read_summaries(run):
+    for tracklet, _ in _recorded_summaries(run):
         latest[(tracklet.camera_id, tracklet.track_id)] = tracklet
     tracklets = sorted(latest.values(), key=lambda t: (t.end, t.camera_id, t.track_id))
-    return tracklets if embedder is None else [_reembed(t, embedder) for t in tracklets]
+    if embedder is None:
+        return tracklets
+    embedded: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    return [_reembed(t, embedder, embedded) for t in tracklets]
 
 
-def _reembed(tracklet: Tracklet, embedder: Embedder) -> Tracklet:
-    crops = [cv2.imread(path) for path in tracklet.crops]
-    if any(c is None or not c.size for c in crops):
-        raise RunRecordError(f"tracklet {tracklet.ref!r}: a crop of {tracklet.crops} is unreadable")
-    embedded = embedder.embed(crops)
-    return replace(tracklet, features=embedded.features, attention=embedded.projections)
+def _reembed(
+    tracklet: Tracklet,
+    embedder: Embedder,
+    embedded: dict[str, tuple[np.ndarray, np.ndarray | None]],
+) -> Tracklet:
+    """``tracklet`` with features (and projections) of ``embedder`` for its crops."""
+    fresh = [p for p in dict.fromkeys(tracklet.crops) if p not in embedded]
+    if fresh:
+        crops = [cv2.imread(path) for path in fresh]
+        bad = [p for p, c in zip(fresh, crops, strict=True) if c is None or not c.size]
+        if bad:
+            raise RunRecordError(f"tracklet {tracklet.ref!r}: crop {bad[0]} is unreadable")
+        out = embedder.embed(crops)
+        for n, path in enumerate(fresh):
+            embedded[path] = (
+                out.features[n],
+                None if out.projections is None else out.projections[n],
+            )
+    rows = [embedded[p] for p in tracklet.crops]
+    attention = None if rows[0][1] is None else np.stack([r[1] for r in rows])
+    return replace(tracklet, features=np.stack([r[0] for r in rows]), attention=attention)
 
 
 def write_identities(
