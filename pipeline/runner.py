@@ -20,6 +20,8 @@ import numpy as np
 from detectors import build_detector
 from pipeline.config import PipelineConfig
 from pipeline.matcher import Matcher, RedisUnavailable, Tracklet, connect
+from pipeline.matcher.connection import RETRY_ERRORS
+from pipeline.matcher.keys import Keys
 from pipeline.matcher.stream import TrackletPublisher
 from pipeline.outputs import RunOutputs
 from pipeline.sources import CameraReader, Frame, SourceStats
@@ -31,6 +33,7 @@ from reid.runtime.consistency import ConsistencyScorer
 from reid.runtime.pair_scoring import AttentionScorer
 
 log = logging.getLogger(__name__)
+SESSION_SPAN = 10**9  # track ids of the n-th run in a namespace start at (n - 1) * this
 STAGES = ("read", "detect", "track", "embed", "match", "relink", "output")
 FALLBACK_CACHE = Path(".reid") / "models"
 
@@ -179,8 +182,15 @@ class Pipeline:
         }
         trk = config.tracker
         thresholds = trk.model_dump(exclude={"kind", "lost_after_s"})
+        self.session = self._new_session()
         self.trackers = {
-            cid: CameraTracker(trk.kind, r.output_fps, trk.lost_after_s, **thresholds)
+            cid: CameraTracker(
+                trk.kind,
+                r.output_fps,
+                trk.lost_after_s,
+                id_base=(self.session - 1) * SESSION_SPAN,
+                **thresholds,
+            )
             for cid, r in self.readers.items()
         }
         tl = config.tracklets
@@ -207,6 +217,21 @@ class Pipeline:
         self._footage = (float("inf"), float("-inf"))  # first start, last end seen
         self._relinked_at: float | None = None
         self._embedded: dict[tuple[str, int], Embeddings] = {}  # (camera, crop id), open tracks
+
+    def _new_session(self) -> int:
+        """This run's number in the namespace (1, 2, ...): its track ids start at
+        ``(n - 1) * SESSION_SPAN``, so a rerun or a restarted worker never takes over the
+        records (and identities) of an earlier run's tracks with the same tracker ids."""
+        client = self.matcher.redis if self.matcher is not None else self.publisher.redis
+        keys = Keys(self.config.redis.namespace)
+        try:
+            pipe = client.pipeline(transaction=True)
+            pipe.incr(keys.sessions)
+            pipe.expire(keys.sessions, int(self.config.matcher.retention_s))
+            session, _ = pipe.execute()
+        except RETRY_ERRORS as exc:
+            raise RedisUnavailable(f"cannot start a run: Redis is unreachable ({exc})") from exc
+        return int(session)
 
     def _detect(self, frames: list[Frame]) -> list:
         if self.config.detector.kind == "precomputed":

@@ -61,11 +61,20 @@ class CameraTracker:
         kind: ``bytetrack`` or ``botsort``.
         fps: frames per second this tracker sees.
         lost_after_s: how long a lost track can be re-found.
+        id_base: added to the tracker's ids, so a run's track ids never repeat another
+            run's in the same Redis namespace (:data:`pipeline.runner.SESSION_SPAN`).
         thresholds: ``track_high_thresh``, ``track_low_thresh``, ``new_track_thresh``,
             ``match_thresh``, ``fuse_score`` (ultralytics' names and meanings).
     """
 
-    def __init__(self, kind: str, fps: float, lost_after_s: float = 2.0, **thresholds: Any) -> None:
+    def __init__(
+        self,
+        kind: str,
+        fps: float,
+        lost_after_s: float = 2.0,
+        id_base: int = 0,
+        **thresholds: Any,
+    ) -> None:
         from ultralytics.trackers.bot_sort import BOTSORT
         from ultralytics.trackers.byte_tracker import BYTETracker
         from ultralytics.utils import IterableSimpleNamespace
@@ -85,7 +94,11 @@ class CameraTracker:
             "track_buffer": max(1, round(lost_after_s * fps)),
         }
         self.tracker = classes[kind](IterableSimpleNamespace(**params))
+        self.id_base = id_base
 
     def update(self, detections: Detections, image: np.ndarray) -> list[Track]:
         rows = self.tracker.update(_Boxes(detections), image)
-        return [Track(int(r[4]), np.asarray(r[:4], np.float32), float(r[5])) for r in rows]
+        return [
+            Track(self.id_base + int(r[4]), np.asarray(r[:4], np.float32), float(r[5]))
+            for r in rows
+        ]

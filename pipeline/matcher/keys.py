@@ -13,6 +13,7 @@ them together on Redis Cluster; ``v1`` versions the layout)::
                                          vector (f32 mean exemplar, for re-association)
     {ns}:v1:tracklets             ZSET   "<cam>:<trk>" -> end time (re-association window)
     {ns}:v1:calibration           HASH   the site's learned link threshold (re-association)
+    {ns}:v1:sessions              INT    runs started in this namespace (unique track ids)
     {ns}:v1:topology              HASH   "<src>\t<dst>" -> JSON transit times of confident links
     {ns}:v1:events                STREAM new_identity / link / update events
     {ns}:v1:inbox                 STREAM submitted tracklets (consumer group "matchers")
@@ -50,6 +51,10 @@ class Keys:
     @property
     def calibration(self) -> str:
         return f"{self.prefix}:calibration"
+
+    @property
+    def sessions(self) -> str:
+        return f"{self.prefix}:sessions"
 
     @property
     def topology(self) -> str:

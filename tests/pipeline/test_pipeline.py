@@ -14,9 +14,10 @@ from pipeline.cli import app
 from pipeline.config import load_pipeline_config
 from pipeline.evaluation import evaluate_mtmc
 from pipeline.matcher import RedisUnavailable
+from pipeline.matcher.keys import Keys
 from pipeline.metrics import metrics_registry
 from pipeline.rematch import rematch
-from pipeline.runner import Pipeline
+from pipeline.runner import SESSION_SPAN, Pipeline
 from pipeline.scene import generate_scene
 from reid.config import ConfigError
 from reid.data.datasets import site
@@ -178,3 +179,31 @@ def test_rematch_with_the_same_model_reproduces_the_run(
 
 def _identities(run: Path) -> list[dict]:
     return json.loads((run / "identities.json").read_text())
+
+
+def test_a_second_run_never_takes_over_the_first_runs_tracks(
+    scene: Path, redis_url: str, namespace: str, tmp_path: Path
+) -> None:
+    """Track ids restart at 1 in every run; a second run (or a restarted worker) in the same
+    namespace still gets records of its own instead of updating the first run's."""
+    runs = []
+    for n in (1, 2):
+        config = load_pipeline_config(
+            scene,
+            [
+                f"redis.url={redis_url}",
+                f"redis.namespace={namespace}",
+                f"outputs.dir={tmp_path / f'run{n}'}",
+                "outputs.video=false",
+            ],
+        )
+        pipeline = Pipeline(config)
+        runs.append((pipeline.run(), pipeline))
+    (_, one), (_, two) = runs
+    assert (one.session, two.session) == (1, 2)
+    ours = {key for key in two.outputs.identity_of}
+    assert ours and ours.isdisjoint(one.outputs.identity_of)
+    assert all(track >= SESSION_SPAN for _, track in ours)
+    keys = Keys(namespace)
+    records = list(one.matcher.redis.scan_iter(f"{keys.prefix}:tracklet:*"))
+    assert len(records) == len(one.outputs.identity_of) + len(ours)
