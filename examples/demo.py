@@ -20,6 +20,7 @@ from rich.logging import RichHandler
 from pipeline.cli import camera_table, summary_table
 from pipeline.config import load_pipeline_config
 from pipeline.demo_data import fetch_vtest
+from pipeline.matcher import IdentityReader
 from pipeline.query.service import QueryService
 from pipeline.runner import Pipeline
 from pipeline.scene import generate_scene
@@ -49,8 +50,9 @@ def main() -> None:
         )
     config = load_pipeline_config(cams, ["redis.namespace=demo"])
     console.print("[bold]2.[/bold] running the pipeline (embedded Redis, offline detector)")
+    cleared = IdentityReader(config.redis.url, config.redis.namespace).clear()
+    console.print(f"   cleared {cleared} keys of the previous demo run")
     pipeline = Pipeline(config)
-    console.print(f"   cleared {pipeline.matcher.clear()} keys of the previous demo run")
     with Live(camera_table(pipeline.state), console=console, refresh_per_second=2) as live:
         summary = pipeline.run(threading.Event(), lambda s: live.update(camera_table(s)))
     console.print(summary_table(summary))
@@ -79,8 +81,10 @@ def main() -> None:
         "crops/<identity>/ (training data for reid-train), summary.json\n"
         "browse them: .venv/bin/reid-query serve --namespace demo  (then open "
         "http://127.0.0.1:8000/)\n"
-        "accuracy: the demo embeds with ImageNet MobileNetV2 features (no re-id training); "
-        "see README 'Accuracy' for what reid-train adds."
+        "accuracy: the demo embeds with ImageNet MobileNetV2 features (no re-id training) and "
+        "re-associates identities with time and the two views' overlap; to learn this site "
+        "with no labels: .venv/bin/reid-pipeline adapt --cameras configs/cams/vtest_demo.yaml "
+        "(README 'Accuracy')."
     )
 
 
