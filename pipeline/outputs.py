@@ -16,6 +16,7 @@ summary.json      identities, cross-camera links, frames, per-stage time
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -35,11 +36,31 @@ from pipeline.sources import Frame
 from pipeline.tracking import Track
 from pipeline.tracklets import TrackletSummary
 
+log = logging.getLogger(__name__)
+
 
 def _color(key: str) -> tuple[int, int, int]:
     h = zlib.crc32(key.encode()) % 180
     b, g, r = cv2.cvtColor(np.uint8([[[h, 200, 255]]]), cv2.COLOR_HSV2BGR)[0, 0]
     return int(b), int(g), int(r)
+
+
+RUN_MARKERS = ("summary.json", "events.jsonl", "tracklets.jsonl", "boxes.txt", "mtmc.txt")
+
+
+def keep_previous_run(folder: Path) -> Path | None:
+    """If ``folder`` holds an earlier run, move it aside to ``<folder>.<n>`` (the first free
+    n) and return where: a new run never rewrites an earlier run's crops or appends to its
+    events."""
+    if not folder.is_dir() or not any((folder / name).exists() for name in RUN_MARKERS):
+        return None
+    n = 1
+    while folder.with_name(f"{folder.name}.{n}").exists():
+        n += 1
+    kept = folder.with_name(f"{folder.name}.{n}")
+    folder.rename(kept)
+    log.warning("%s held an earlier run: kept as %s", folder, kept)
+    return kept
 
 
 class RunOutputs:
@@ -53,6 +74,7 @@ class RunOutputs:
         overlapping: Sequence[Sequence[str]] = (),
     ) -> None:
         self.folder, self.config = Path(folder), config
+        self.previous = keep_previous_run(self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.camera_ids = camera_ids
         self.identity_number: dict[str, int] = {}
@@ -60,7 +82,7 @@ class RunOutputs:
         self.crops_of: dict[tuple[str, int], tuple[float, tuple[str, ...]]] = {}
         self.record = RunRecorder(self.folder, camera_ids, overlapping)
         self.writers: dict[str, cv2.VideoWriter] = {}
-        self.events = (self.folder / "events.jsonl").open("a") if config.events else None
+        self.events = (self.folder / "events.jsonl").open("w") if config.events else None
 
     def number(self, identity: str) -> int:
         return self.identity_number.setdefault(identity, len(self.identity_number) + 1)

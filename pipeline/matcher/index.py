@@ -51,6 +51,11 @@ class IdentityIndex:
         return identity in self._row
 
     @property
+    def dim(self) -> int | None:
+        """Feature dimension of the identities indexed (None before the first)."""
+        return self._dim
+
+    @property
     def approximate(self) -> bool:
         return self._trained_at > 0
 

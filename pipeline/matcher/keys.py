@@ -17,6 +17,7 @@ them together on Redis Cluster; ``v1`` versions the layout)::
     {ns}:v1:topology              HASH   "<src>\t<dst>" -> JSON transit times of confident links
     {ns}:v1:events                STREAM new_identity / link / update events
     {ns}:v1:inbox                 STREAM submitted tracklets (consumer group "matchers")
+    {ns}:v1:dead                  STREAM inbox entries no matcher could decide, with the error
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ class Keys:
     @property
     def inbox(self) -> str:
         return f"{self.prefix}:inbox"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.prefix}:dead"
 
     def identity(self, identity: str) -> str:
         return f"{self.prefix}:identity:{identity}"

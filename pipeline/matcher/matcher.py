@@ -24,7 +24,7 @@ from pipeline.matcher.config import MatcherConfig
 from pipeline.matcher.gallery import Exemplars, Gallery
 from pipeline.matcher.gates import rejection
 from pipeline.matcher.relink import Reassociator, RelinkReport
-from pipeline.matcher.types import Decision, Sighting, Tracklet
+from pipeline.matcher.types import Decision, Sighting, Tracklet, TrackletError
 from reid.runtime.pair_scoring import AttentionScorer, combine
 
 log = logging.getLogger(__name__)
@@ -128,8 +128,18 @@ class Matcher(Gallery):
             return Decision(got, "duplicate")
         return Decision(got, outcome, distance, considered)
 
+    def _check_dimension(self, tracklet: Tracklet) -> None:
+        dim = self.index.dim
+        if dim is not None and tracklet.features.shape[1] != dim:
+            raise TrackletError(
+                f"tracklet {tracklet.camera_id}:{tracklet.track_id} has "
+                f"{tracklet.features.shape[1]}-d features but this namespace's gallery holds "
+                f"{dim}-d ones: was it embedded by another model? (use another namespace)"
+            )
+
     def _decide_once(self, tracklet: Tracklet) -> Decision | None:
         (record,) = self._sync([tracklet])
+        self._check_dimension(tracklet)
         if record:
             plan = self._plan_update(tracklet, record)
             if isinstance(plan, Decision):
@@ -170,6 +180,8 @@ class Matcher(Gallery):
         costs ``link_threshold``. Commits go in one by one, each expecting the version its
         predecessor left; whatever a rival's commit interrupts is left None (decided alone)."""
         records = self._sync(group)
+        for tracklet in group:
+            self._check_dimension(tracklet)
         fresh = [n for n, record in enumerate(records) if not record]
         results: list[Decision | None] = [None] * len(group)
         if len(fresh) < 2:

@@ -16,7 +16,7 @@ from pipeline.matcher.codec import pack, unpack
 from pipeline.matcher.connection import RETRY_ERRORS
 from pipeline.matcher.keys import Keys
 from pipeline.matcher.matcher import Matcher
-from pipeline.matcher.types import Decision, Tracklet
+from pipeline.matcher.types import Decision, Tracklet, TrackletError
 
 log = logging.getLogger(__name__)
 GROUP = "matchers"
@@ -35,22 +35,34 @@ def encode_tracklet(t: Tracklet) -> dict[str, bytes | str]:
     }
     if t.attention is not None:
         fields["attention"], fields["attention_meta"] = pack(t.attention, "float16")
+    if t.path is not None:
+        fields["path"], fields["path_meta"] = pack(t.path, "float64")
     return fields
 
 
 def decode_tracklet(fields: dict[bytes, bytes]) -> Tracklet:
-    attention = (
-        unpack(fields[b"attention"], fields[b"attention_meta"]) if b"attention" in fields else None
-    )
-    return Tracklet(
-        fields[b"camera"].decode(),
-        int(fields[b"track"]),
-        float(fields[b"start"]),
-        float(fields[b"end"]),
-        unpack(fields[b"features"], fields[b"features_meta"]),
-        attention,
-        tuple(json.loads(fields[b"crops"])),
-    )
+    """The tracklet of an inbox entry; a malformed entry is a :class:`TrackletError`."""
+    try:
+        attention = (
+            unpack(fields[b"attention"], fields[b"attention_meta"])
+            if b"attention" in fields
+            else None
+        )
+        path = unpack(fields[b"path"], fields[b"path_meta"]) if b"path" in fields else None
+        return Tracklet(
+            fields[b"camera"].decode(),
+            int(fields[b"track"]),
+            float(fields[b"start"]),
+            float(fields[b"end"]),
+            unpack(fields[b"features"], fields[b"features_meta"]),
+            attention,
+            tuple(json.loads(fields[b"crops"])),
+            path,
+        )
+    except TrackletError:
+        raise
+    except (KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise TrackletError(f"malformed inbox entry ({type(exc).__name__}: {exc})") from exc
 
 
 class TrackletPublisher:
@@ -112,6 +124,7 @@ class MatcherWorker:
         self.keys, self.redis = matcher.keys, matcher.redis
         self.claim_idle_ms, self.batch = claim_idle_ms, batch
         self.processed = 0
+        self.dead = 0
         try:
             self.redis.xgroup_create(self.keys.inbox, GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
@@ -122,10 +135,25 @@ class MatcherWorker:
         decisions = []
         for entry_id, fields in entries:
             if fields:  # entries trimmed from the stream come back empty: nothing to do
-                decisions.append(self.matcher.decide(decode_tracklet(fields)))
+                try:
+                    decisions.append(self.matcher.decide(decode_tracklet(fields)))
+                except TrackletError as exc:
+                    self._dead_letter(entry_id, fields, exc)
             self.redis.xack(self.keys.inbox, GROUP, entry_id)
             self.processed += 1
         return decisions
+
+    def _dead_letter(self, entry_id: bytes, fields: dict[bytes, bytes], error: Exception) -> None:
+        """A poison entry goes to ``{ns}:v1:dead`` with its error instead of stopping every
+        matcher that reads it; the entries behind it are decided."""
+        log.error("inbox entry %s set aside in %s: %s", entry_id.decode(), self.keys.dead, error)
+        self.redis.xadd(
+            self.keys.dead,
+            {**fields, b"error": str(error), b"entry": entry_id, b"consumer": self.consumer},
+            maxlen=10_000,
+            approximate=True,
+        )
+        self.dead += 1
 
     def step(self, block_ms: int = 1000) -> list[Decision]:
         """Process stale pending entries of dead consumers, then new entries."""

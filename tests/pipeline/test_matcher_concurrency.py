@@ -187,3 +187,25 @@ def test_joint_decisions_race_without_duplicates_or_losses(redis_url: str, names
         assert told == recorded
     assert len({name for name, _ in matcher.identities(1000)}) == 12
     assert same_partition([recorded[t.ref] for t in tracklets], truth)
+
+
+def test_poison_inbox_entries_are_set_aside_not_fatal(redis_url: str, namespace: str) -> None:
+    """A garbage entry and a tracklet from another model (other feature size) go to the
+    dead-letter stream with their error; the good entries around them are decided."""
+    client = redis.Redis.from_url(redis_url)
+    publisher = TrackletPublisher(client, namespace)
+    good = scene()[:2]
+    other_model = Tracklet("cam9", 1, 5.0, 6.0, np.eye(16, dtype=np.float32)[:2])
+    keys = Keys(namespace)
+    assert publisher.publish(good[0])
+    client.xadd(keys.inbox, {"camera": "cam1", "track": "not a number"})
+    assert publisher.publish(other_model)
+    assert publisher.publish(good[1])
+    worker = MatcherWorker(Matcher(redis_url, namespace), "w1", batch=10)
+    decisions = worker.step(block_ms=100)
+    assert [d.action for d in decisions] == ["new_identity", "link"]  # one person, 2 cameras
+    assert worker.processed == 4 and worker.dead == 2
+    dead = client.xrange(keys.dead)
+    errors = [fields[b"error"].decode() for _, fields in dead]
+    assert "malformed inbox entry" in errors[0] and "16-d features" in errors[1]
+    assert client.xpending(keys.inbox, GROUP)["pending"] == 0

@@ -207,3 +207,25 @@ def test_a_second_run_never_takes_over_the_first_runs_tracks(
     keys = Keys(namespace)
     records = list(one.matcher.redis.scan_iter(f"{keys.prefix}:tracklet:*"))
     assert len(records) == len(one.outputs.identity_of) + len(ours)
+
+
+def test_reusing_an_output_folder_keeps_the_earlier_run(
+    scene: Path, redis_url: str, namespace: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    overrides = [
+        f"redis.url={redis_url}",
+        f"redis.namespace={namespace}",
+        f"outputs.dir={out}",
+        "outputs.video=false",
+    ]
+    Pipeline(load_pipeline_config(scene, overrides)).run()
+    first = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    pipeline = Pipeline(load_pipeline_config(scene, overrides))
+    assert pipeline.outputs.previous == tmp_path / "run.1"
+    pipeline.run()
+    kept = tmp_path / "run.1"
+    assert {p.relative_to(kept): p.read_bytes() for p in kept.rglob("*") if p.is_file()} == first
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    tracks = [e["track"] for e in events if "track" in e]
+    assert tracks and all(t >= SESSION_SPAN for t in tracks)  # this run's events only
