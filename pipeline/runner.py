@@ -216,7 +216,8 @@ class Pipeline:
         self._pending: list[TrackletSummary] = []
         self._footage = (float("inf"), float("-inf"))  # first start, last end seen
         self._relinked_at: float | None = None
-        self._embedded: dict[tuple[str, int], Embeddings] = {}  # (camera, crop id), open tracks
+        # (camera, track) -> crop id -> embedding, for open tracks' kept crops
+        self._embedded: dict[tuple[str, int], dict[int, Embeddings]] = {}
 
     def _new_session(self) -> int:
         """This run's number in the namespace (1, 2, ...): its track ids start at
@@ -275,33 +276,38 @@ class Pipeline:
 
     def _embed(self, summaries: list[TrackletSummary]) -> list[Embeddings]:
         """Each summary's embeddings; crops already embedded for an earlier summary of the
-        same track are not embedded again (all new crops go in one batch)."""
-        keyed = [[(s.camera_id, cid) for cid in s.crop_ids] for s in summaries]
+        same track are not embedded again (all new crops go in one batch). The cache holds
+        only the crops a track still keeps, and nothing of a finished track."""
         fresh = {
-            key: crop
-            for s, keys in zip(summaries, keyed, strict=True)
-            for key, crop in zip(keys, s.crops, strict=True)
-            if key not in self._embedded
+            (s.camera_id, s.track_id, cid): crop
+            for s in summaries
+            for cid, crop in zip(s.crop_ids, s.crops, strict=True)
+            if cid not in self._embedded.get((s.camera_id, s.track_id), {})
         }
         if fresh:
             start = time.perf_counter()
             emb = self.embedder.embed(list(fresh.values()))
             self.state.time("embed", time.perf_counter() - start)
-            for n, key in enumerate(fresh):
-                self._embedded[key] = emb[n : n + 1]
+            for n, (camera, track, cid) in enumerate(fresh):
+                self._embedded.setdefault((camera, track), {})[cid] = emb[n : n + 1]
         parts = []
-        for keys in keyed:
-            rows = [self._embedded[key] for key in keys]
+        for s in summaries:
+            cached = self._embedded[(s.camera_id, s.track_id)]
+            rows = [cached[cid] for cid in s.crop_ids]
             projections = (
                 None
                 if rows[0].projections is None
                 else np.concatenate([r.projections for r in rows])
             )
             parts.append(Embeddings(np.concatenate([r.features for r in rows]), projections))
-        for s, keys in zip(summaries, keyed, strict=True):
+        latest = {(s.camera_id, s.track_id): s for s in summaries}  # in order: the last wins
+        for key, s in latest.items():
             if s.final:
-                for key in keys:
-                    self._embedded.pop(key, None)
+                del self._embedded[key]
+            else:  # crops the track no longer keeps never come back
+                cached = self._embedded[key]
+                for cid in set(cached) - set(s.crop_ids):
+                    del cached[cid]
         return parts
 
     def _submit_pending(self, force: bool = False) -> None:

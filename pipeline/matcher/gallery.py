@@ -145,7 +145,8 @@ class Gallery(IdentityReader):
         sightings = []
         for identity, raw, members in zip(identities, replies[::2], replies[1::2], strict=True):
             if not raw:
-                exemplars.append(None)  # expired since the index saw it
+                exemplars.append(None)  # expired since the index saw it: forget it
+                self.index.remove(identity)
             else:
                 attention = (
                     unpack(raw[b"attention"], raw[b"attention_meta"])

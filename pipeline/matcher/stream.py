@@ -65,6 +65,16 @@ def decode_tracklet(fields: dict[bytes, bytes]) -> Tracklet:
         raise TrackletError(f"malformed inbox entry ({type(exc).__name__}: {exc})") from exc
 
 
+def _stream_id(value: bytes | str) -> tuple[int, int]:
+    ms, seq = (value.decode() if isinstance(value, bytes) else value).split("-")
+    return int(ms), int(seq)
+
+
+def _next_id(value: bytes | str) -> tuple[int, int]:
+    ms, seq = _stream_id(value)
+    return ms, seq + 1
+
+
 class TrackletPublisher:
     """Appends tracklets to the inbox stream; holds up to ``buffer`` while Redis is down.
 
@@ -155,8 +165,28 @@ class MatcherWorker:
         )
         self.dead += 1
 
+    def trim(self) -> int:
+        """Drop inbox entries every matcher is done with: older than both the oldest entry
+        still pending (read, not yet acknowledged) and the next one to deliver. Returns how
+        many went."""
+        pending = self.redis.xpending(self.keys.inbox, GROUP)
+        groups = self.redis.xinfo_groups(self.keys.inbox)
+        delivered = next(
+            (g["last-delivered-id"] for g in groups if g["name"] in (GROUP, GROUP.encode())),
+            None,
+        )
+        if delivered is None:
+            return 0
+        bounds = [_next_id(delivered)]
+        if pending["pending"]:
+            bounds.append(_stream_id(pending["min"]))
+        ms, seq = min(bounds)
+        return int(self.redis.xtrim(self.keys.inbox, minid=f"{ms}-{seq}"))
+
     def step(self, block_ms: int = 1000) -> list[Decision]:
-        """Process stale pending entries of dead consumers, then new entries."""
+        """Process stale pending entries of dead consumers, then new entries; then drop the
+        entries everyone is done with (:meth:`trim`)."""
+        before = self.processed
         _, claimed, *_ = self.redis.xautoclaim(
             self.keys.inbox, GROUP, self.consumer, self.claim_idle_ms, "0-0", count=self.batch
         )
@@ -166,6 +196,8 @@ class MatcherWorker:
         )
         for _, entries in reply or []:
             decisions += self._handle(entries)
+        if self.processed > before:
+            self.trim()
         return decisions
 
     def run(self, stop: threading.Event, block_ms: int = 1000) -> None:

@@ -209,3 +209,26 @@ def test_poison_inbox_entries_are_set_aside_not_fatal(redis_url: str, namespace:
     errors = [fields[b"error"].decode() for _, fields in dead]
     assert "malformed inbox entry" in errors[0] and "16-d features" in errors[1]
     assert client.xpending(keys.inbox, GROUP)["pending"] == 0
+
+
+def test_acknowledged_inbox_entries_are_trimmed_pending_ones_kept(
+    redis_url: str, namespace: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    publisher = TrackletPublisher(client, namespace)
+    tracklets = scene()[:8]
+    for t in tracklets[:4]:
+        assert publisher.publish(t)
+    keys = Keys(namespace)
+    slow = MatcherWorker(Matcher(redis_url, namespace), "slow", batch=2)
+    client.xreadgroup(GROUP, "slow", {keys.inbox: ">"}, count=2)  # read, not yet acknowledged
+    for t in tracklets[4:]:
+        assert publisher.publish(t)
+    fast = MatcherWorker(Matcher(redis_url, namespace), "fast", claim_idle_ms=60_000, batch=10)
+    fast.step(block_ms=100)
+    assert fast.processed == 6
+    assert client.xlen(keys.inbox) == 8  # the slow consumer's 2 pending hold the rest back
+    slow.claim_idle_ms = 0
+    slow.step(block_ms=100)  # it finishes its own entries
+    assert client.xpending(keys.inbox, GROUP)["pending"] == 0
+    assert client.xlen(keys.inbox) == 0

@@ -151,6 +151,7 @@ def test_outputs_survive_redis_gone_at_the_end(
     ids = json.loads((out / "ids.json").read_text())["identities"]
     assert set(ids.values()) == online and summary["identities"] == len(online)
     assert (out / "mtmc.txt").read_text() and (out / "summary.json").is_file()
+    assert pipeline._embedded == {}  # no embedding outlives its track
 
 
 def test_rematch_with_the_same_model_reproduces_the_run(
