@@ -393,11 +393,16 @@ class Pipeline:
     ) -> dict[str, Any]:
         """Process until every camera ends or ``stop`` is set; open tracklets are flushed."""
         stop = stop or threading.Event()
+        if self.matcher is not None:
+            # once stopping (SIGTERM: a container has seconds), Redis gets seconds, not a
+            # minute, per call; what is not matched stays in tracklets.jsonl
+            self.matcher.stopping = stop
         self.state.started = time.perf_counter()
         for reader in self.readers.values():
             reader.start()
         open_ids = list(self.readers)
         last_report = 0.0
+        redis_gone = False
         try:
             while open_ids and not stop.is_set():
                 start = time.perf_counter()
@@ -405,7 +410,13 @@ class Pipeline:
                 self.state.time("read", time.perf_counter() - start)
                 if frames:
                     self._process(frames)
-                self._submit_pending()
+                try:
+                    self._submit_pending()
+                except RedisUnavailable:
+                    if not stop.is_set():
+                        raise
+                    redis_gone = True  # stopping anyway: do not wait for Redis again
+                    break
                 if on_progress and time.perf_counter() - last_report > 0.5:
                     self._refresh_fps()
                     on_progress(self.state)
@@ -415,8 +426,18 @@ class Pipeline:
                 reader.stop()
             for builder in self.builders.values():
                 self._pending += builder.flush()
-            self._submit_pending(force=True)
-            final = self._final_identities() if self.matcher is not None else None
+            try:
+                if not redis_gone:
+                    self._submit_pending(force=True)
+            except RedisUnavailable:
+                redis_gone = True
+            if redis_gone:
+                log.error(
+                    "Redis is unreachable: the last tracklets are recorded in %s but not "
+                    "matched, and the outputs keep the online identities",
+                    self.outputs.folder / "tracklets.jsonl",
+                )
+            final = None if redis_gone or self.matcher is None else self._final_identities()
             if self.publisher is not None and not self.publisher.flush():
                 log.error(
                     "%d tracklets could not be published (Redis down)", len(self.publisher.pending)

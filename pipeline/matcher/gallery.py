@@ -127,8 +127,16 @@ class Gallery(IdentityReader):
                 log.warning("events stream was trimmed past this matcher; reloading the index")
                 self._bootstrap()
                 continue
-            if int(version or 0) == 0 and self._version > 0:
-                self._bootstrap()  # the namespace expired or was cleared
+            if int(version or 0) < self._version:
+                # cleared, expired, or restored from an older snapshot: what this process
+                # mirrored is ahead of Redis, so reload instead of failing every commit
+                log.warning(
+                    "gallery version went back from %d to %d (namespace cleared or Redis "
+                    "restored from an older snapshot); reloading the index",
+                    self._version,
+                    int(version or 0),
+                )
+                self._bootstrap()
                 continue
             if len(events) < SYNC_BATCH:
                 return records

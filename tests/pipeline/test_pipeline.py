@@ -21,6 +21,7 @@ from pipeline.runner import SESSION_SPAN, Pipeline
 from pipeline.scene import generate_scene
 from reid.config import ConfigError
 from reid.data.datasets import site
+from tests.pipeline.servers import RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -230,3 +231,38 @@ def test_reusing_an_output_folder_keeps_the_earlier_run(
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     tracks = [e["track"] for e in events if "track" in e]
     assert tracks and all(t >= SESSION_SPAN for t in tracks)  # this run's events only
+
+
+@pytest.mark.timeout(180)
+def test_stopping_while_redis_is_down_ends_fast_and_keeps_the_outputs(
+    scene: Path, tmp_path: Path
+) -> None:
+    """SIGTERM with Redis gone: the run gives Redis seconds, not minutes, then writes every
+    output from what it has (unmatched tracklets stay in tracklets.jsonl)."""
+    server = RedisServer(tmp_path / "redis").start()
+    out = tmp_path / "run"
+    config = load_pipeline_config(
+        scene, [f"redis.url={server.url}", f"outputs.dir={out}", "outputs.video=false"]
+    )
+    pipeline = Pipeline(config)
+    stop = threading.Event()
+
+    def outage_then_stop() -> None:
+        while sum(c.frames for c in pipeline.state.cameras.values()) <= 200:
+            time.sleep(0.002)
+        server.stop()
+        stop.set()
+
+    threading.Thread(target=outage_then_stop, daemon=True).start()
+    try:
+        pipeline.run(stop)
+    finally:
+        server.stop()
+    assert pipeline.matcher.stopping is stop
+    for name in ("summary.json", "mtmc.txt", "ids.json", "tracklets.jsonl", "identities.json"):
+        assert (out / name).is_file(), name
+    recorded = {
+        (r["camera"], r["track"])
+        for r in map(json.loads, (out / "tracklets.jsonl").read_text().splitlines())
+    }
+    assert set(pipeline.outputs.identity_of) <= recorded
