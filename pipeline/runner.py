@@ -21,7 +21,6 @@ from detectors import build_detector
 from pipeline.config import PipelineConfig
 from pipeline.matcher import Matcher, RedisUnavailable, Tracklet, connect
 from pipeline.matcher.connection import RETRY_ERRORS
-from pipeline.matcher.keys import Keys
 from pipeline.matcher.stream import TrackletPublisher
 from pipeline.outputs import RunOutputs
 from pipeline.sources import CameraReader, Frame, SourceStats
@@ -223,10 +222,10 @@ class Pipeline:
         """This run's number in the namespace (1, 2, ...): its track ids start at
         ``(n - 1) * SESSION_SPAN``, so a rerun or a restarted worker never takes over the
         records (and identities) of an earlier run's tracks with the same tracker ids."""
-        client = self.matcher.redis if self.matcher is not None else self.publisher.redis
-        keys = Keys(self.config.redis.namespace)
+        owner = self.matcher if self.matcher is not None else self.publisher
+        keys = owner.keys
         try:
-            pipe = client.pipeline(transaction=True)
+            pipe = owner.redis.pipeline(transaction=True)
             pipe.incr(keys.sessions)
             pipe.expire(keys.sessions, int(self.config.matcher.retention_s))
             session, _ = pipe.execute()

@@ -28,22 +28,25 @@ from scipy.stats import rankdata
 
 from pipeline.matcher.config import MatcherConfig
 from pipeline.matcher.evidence import LLR_CLIP, AppearanceEvidence, TransitModel, sample_gaps
-from pipeline.matcher.gates import co_occurring_pairs, rejection
+from pipeline.matcher.gates import rejection
 from pipeline.matcher.geometry import SpatialEvidence
 from pipeline.matcher.types import Sighting, Tracklet
 from reid.runtime.clustering import (
+    MIN_NEGATIVES,
     Cluster,
     Rule,
     camera_centred,
+    cannot_links,
+    linked_within,
     merge_constrained,
     nearest_neighbours,
     neighbour_pairs,
     pair_distances,
+    pair_rate,
     quantile_threshold,
 )
 from reid.runtime.pair_scoring import AttentionScorer
 
-MIN_NEGATIVES = 20  # fewer known-different pairs than this: fall back to the configured threshold
 NEIGHBOURS = 20  # appearance neighbours considered per tracklet in the first pass
 FUSED_NEIGHBOURS = 200  # in the second pass, where time may link dissimilar-looking tracklets
 
@@ -57,13 +60,12 @@ def tracklet_vectors(tracklets: Sequence[Tracklet]) -> np.ndarray:
 def cannot_link_pairs(tracklets: Sequence[Tracklet], config: MatcherConfig) -> np.ndarray:
     """``[P, 2]`` index pairs (i < j) of tracklets that are certainly different people:
     overlapping in time, in one camera or in two cameras whose views do not overlap."""
-    pairs = [
-        (i, j)
-        for i, j in co_occurring_pairs(tracklets)
-        if tracklets[i].camera_id == tracklets[j].camera_id
-        or not config.overlaps(tracklets[i].camera_id, tracklets[j].camera_id)
-    ]
-    return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    return cannot_links(
+        np.array([t.start for t in tracklets]),
+        np.array([t.end for t in tracklets]),
+        [t.camera_id for t in tracklets],
+        config.overlaps,
+    )
 
 
 @dataclass(frozen=True)
@@ -84,14 +86,9 @@ class Calibration:
         }
 
 
-def pair_rate(tracklets: int, config: MatcherConfig) -> float:
-    """The share of known-different pairs a link threshold may admit in a window."""
-    return min(config.false_links_per_tracklet / max(tracklets - 1, 1), 0.5)
-
-
 def calibrate(vectors: np.ndarray, negatives: np.ndarray, config: MatcherConfig) -> Calibration:
     """Threshold = the known-different pair distances' quantile at the pair rate."""
-    rate = pair_rate(len(vectors), config)
+    rate = pair_rate(len(vectors), config.false_links_per_tracklet)
     if len(negatives) < MIN_NEGATIVES:
         return Calibration(config.link_threshold, len(negatives), rate, False)
     d = pair_distances(vectors, negatives)
@@ -227,11 +224,8 @@ def associate(
     calibration = calibrate(vectors, negatives, config)
     index, distance = nearest_neighbours(vectors, FUSED_NEIGHBOURS)
     gates = _gates(tracklets, config)
-    confident = merge_constrained(
-        vectors,
-        neighbour_pairs(index, distance, NEIGHBOURS, calibration.threshold)[0],
-        negatives,
-        lambda ca, cb: ca.average_distance(cb) <= calibration.threshold and gates(ca, cb),
+    confident = linked_within(
+        vectors, negatives, calibration.threshold, (index, distance), NEIGHBOURS, gates
     )
     if not calibration.learned or not config.spatio_temporal:
         return Association(confident, calibration)

@@ -83,6 +83,11 @@ class Density:
         index = np.clip(((np.asarray(x) - self.lo) / self.step).astype(int), 0, len(self.pdf) - 1)
         return self.pdf[index]
 
+    @property
+    def mode(self) -> float:
+        """The centre of the densest bin."""
+        return self.lo + (int(np.argmax(self.pdf)) + 0.5) * self.step
+
     def mixed(self, other: Density, weight: float, other_weight: float) -> Density:
         total = weight + other_weight
         return Density(self.lo, self.step, (weight * self.pdf + other_weight * other.pdf) / total)
@@ -161,9 +166,12 @@ class TransitModel:
         nothing was learned or the gap is outside the learned span)."""
         if not self.same or not self.lo <= gap < self.hi:
             return 0.0
-        same = self.same.get((source, target), self.same[POOLED])
-        every = self.any.get((source, target), self.any[POOLED])
+        same, every = self._densities((source, target))
         return min(max(math.log(same.at(gap)) - math.log(every.at(gap)), -LLR_CLIP), LLR_CLIP)
+
+    def _densities(self, pair: Pair) -> tuple[Density, Density]:
+        """(linked, any pair) gap densities of ``pair``; the pooled ones when unseen."""
+        return self.same.get(pair, self.same[POOLED]), self.any.get(pair, self.any[POOLED])
 
     def llr_many(self, sources: np.ndarray, targets: np.ndarray, gaps: np.ndarray) -> np.ndarray:
         """:meth:`llr` of many moves at once."""
@@ -174,36 +182,10 @@ class TransitModel:
         keys = np.char.add(np.char.add(sources.astype(str), "\t"), targets.astype(str))
         for key in np.unique(keys[inside]):
             mask = inside & (keys == key)
-            pair = tuple(key.split("\t", 1))
-            same = self.same.get(pair, self.same[POOLED])
-            every = self.any.get(pair, self.any[POOLED])
+            same, every = self._densities(tuple(key.split("\t", 1)))
             llr = np.log(same(gaps[mask])) - np.log(every(gaps[mask]))
             out[mask] = np.clip(llr, -LLR_CLIP, LLR_CLIP)
         return out
-
-    def table(self) -> list[dict[str, float | int | str]]:
-        """Per camera pair: confident links, the mode and spread of their transit times."""
-        rows = []
-        for (source, target), linked in sorted(self.samples.items()):
-            if not len(linked):
-                continue
-            density = self.same.get((source, target))
-            mode = (
-                None
-                if density is None
-                else round(self.lo + (int(np.argmax(density.pdf)) + 0.5) * self.step, 2)
-            )
-            rows.append(
-                {
-                    "source": source,
-                    "target": target,
-                    "links": len(linked),
-                    "mode_s": mode,
-                    "median_s": round(float(np.median(linked)), 2),
-                    "spread_s": round(float(np.subtract(*np.percentile(linked, [90, 10]))), 2),
-                }
-            )
-        return rows
 
 
 def sample_gaps(

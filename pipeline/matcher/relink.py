@@ -235,21 +235,16 @@ class Reassociator:
         self.round_trips += 1 if wanted else 0
         found: dict[str, list[Recorded]] = {name: [] for name in names}
         for s, (vector, meta) in zip(wanted, rows, strict=True):
-            if vector is not None:
-                found[s.identity].append(
-                    Recorded(
-                        s.camera_id,
-                        s.track_id,
-                        s.start,
-                        s.end,
-                        s.identity,
-                        unpack(vector, meta).astype(np.float32),
-                    )
+            found[s.identity].append(
+                Recorded(
+                    s.camera_id,
+                    s.track_id,
+                    s.start,
+                    s.end,
+                    s.identity,
+                    np.empty(0) if vector is None else unpack(vector, meta).astype(np.float32),
                 )
-            else:
-                found[s.identity].append(
-                    Recorded(s.camera_id, s.track_id, s.start, s.end, s.identity, np.empty(0))
-                )
+            )
         return found
 
     def run(self, since: float | None = None) -> RelinkReport:

@@ -21,13 +21,12 @@ def topology_rows(samples: Mapping[Pair, Sequence[float]]) -> list[dict[str, obj
         gaps = np.asarray(gaps, np.float64)
         if not len(gaps):
             continue
-        density = _density(gaps)
         rows.append(
             {
                 "source": source,
                 "target": target,
                 "links": len(gaps),
-                "mode_s": round(density.lo + (int(np.argmax(density.pdf)) + 0.5) * STEP_S, 2),
+                "mode_s": round(_density(gaps).mode, 2),
                 "median_s": round(float(np.median(gaps)), 2),
                 "spread_s": round(float(np.subtract(*np.percentile(gaps, [90, 10]))), 2),
             }

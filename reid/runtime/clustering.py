@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 CAMERA_PRIOR = 5.0  # pseudo-tracklets of the overall mean in each camera's mean
+MIN_NEGATIVES = 20  # fewer cannot-links than this: no threshold can be learned from them
 
 
 def camera_centred(vectors: np.ndarray, cameras: Sequence[str]) -> np.ndarray:
@@ -67,6 +68,28 @@ def co_occurring_pairs(starts: np.ndarray, ends: np.ndarray) -> list[tuple[int, 
         pairs += [(min(m, n), max(m, n)) for m in live]
         live.append(n)
     return pairs
+
+
+def cannot_links(
+    starts: np.ndarray,
+    ends: np.ndarray,
+    cameras: Sequence[str],
+    overlaps: Callable[[str, str], bool],
+) -> np.ndarray:
+    """``[P, 2]`` index pairs (i < j) certainly of different people: seen at the same time
+    in one camera, or in two cameras whose views do not overlap."""
+    pairs = [
+        (i, j)
+        for i, j in co_occurring_pairs(starts, ends)
+        if cameras[i] == cameras[j] or not overlaps(cameras[i], cameras[j])
+    ]
+    return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def pair_rate(tracklets: int, links_per_tracklet: float) -> float:
+    """The share of known-different pairs a link threshold may admit among ``tracklets``,
+    so that on average ``links_per_tracklet`` of them fall within reach of any one."""
+    return min(links_per_tracklet / max(tracklets - 1, 1), 0.5)
 
 
 def nearest_neighbours(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -156,3 +179,23 @@ def merge_constrained(
 def quantile_threshold(negative_distances: np.ndarray, rate: float) -> float:
     """The distance below which a share ``rate`` of known-different pairs fall."""
     return float(np.quantile(negative_distances, rate))
+
+
+def linked_within(
+    vectors: np.ndarray,
+    negatives: np.ndarray,
+    threshold: float,
+    neighbours: tuple[np.ndarray, np.ndarray] | None = None,
+    k: int = 20,
+    rule: Rule | None = None,
+) -> list[int]:
+    """Constrained average linkage at ``threshold`` along each vector's ``k`` nearest
+    (``neighbours`` from :func:`nearest_neighbours`, computed when not given), where
+    ``rule`` (if any) also agrees."""
+    index, distance = neighbours if neighbours is not None else nearest_neighbours(vectors, k)
+    return merge_constrained(
+        vectors,
+        neighbour_pairs(index, distance, k, threshold)[0],
+        negatives,
+        lambda a, b: a.average_distance(b) <= threshold and (rule is None or rule(a, b)),
+    )

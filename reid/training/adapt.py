@@ -41,19 +41,17 @@ from reid.export.onnx_export import OnnxExport, export_onnx
 from reid.models import CASN
 from reid.models.checkpoint import load_checkpoint
 from reid.runtime.clustering import (
+    MIN_NEGATIVES,
     camera_centred,
-    co_occurring_pairs,
-    merge_constrained,
-    nearest_neighbours,
-    neighbour_pairs,
+    cannot_links,
+    linked_within,
     pair_distances,
+    pair_rate,
     quantile_threshold,
 )
 from reid.training.config import TrainConfig
 from reid.training.engine import Trainer
 
-MIN_NEGATIVES = 20  # fewer cannot-links: no calibration, each tracklet stays its own identity
-NEIGHBOURS = 20
 RUN_SPACING_S = 1e7  # runs are laid end to end in time: no cannot-link across runs
 
 
@@ -83,31 +81,21 @@ class RoundReport:
 def pseudo_identities(
     features: np.ndarray, material: RunMaterial, rate_per_tracklet: float
 ) -> tuple[list[int], float | None, int]:
-    """Cluster label per tracklet, the calibrated threshold (None: too few cannot-links)
-    and how many cannot-links there were."""
+    """Cluster label per tracklet, the calibrated threshold (None: too few cannot-links,
+    each tracklet stays its own identity) and how many cannot-links there were."""
     tracklets = material.tracklets
     vectors = camera_centred(features, [t.camera for t in tracklets])
-    starts = np.array([t.start + t.run * RUN_SPACING_S for t in tracklets])
-    ends = np.array([t.end + t.run * RUN_SPACING_S for t in tracklets])
-    negatives = np.array(
-        [
-            (i, j)
-            for i, j in co_occurring_pairs(starts, ends)
-            if tracklets[i].camera == tracklets[j].camera
-            or not material.overlaps(tracklets[i].camera, tracklets[j].camera)
-        ],
-        dtype=np.int64,
-    ).reshape(-1, 2)
+    negatives = cannot_links(
+        np.array([t.start + t.run * RUN_SPACING_S for t in tracklets]),
+        np.array([t.end + t.run * RUN_SPACING_S for t in tracklets]),
+        [t.camera for t in tracklets],
+        material.overlaps,
+    )
     if len(negatives) < MIN_NEGATIVES:
         return list(range(len(tracklets))), None, len(negatives)
-    rate = min(rate_per_tracklet / max(len(tracklets) - 1, 1), 0.5)
+    rate = pair_rate(len(tracklets), rate_per_tracklet)
     threshold = quantile_threshold(pair_distances(vectors, negatives), rate)
-    index, distance = nearest_neighbours(vectors, NEIGHBOURS)
-    candidates, _ = neighbour_pairs(index, distance, NEIGHBOURS, threshold)
-    labels = merge_constrained(
-        vectors, candidates, negatives, lambda a, b: a.average_distance(b) <= threshold
-    )
-    return labels, threshold, len(negatives)
+    return linked_within(vectors, negatives, threshold), threshold, len(negatives)
 
 
 def _samples(material: RunMaterial, labels: Sequence[int]) -> list[Sample]:

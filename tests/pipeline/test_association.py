@@ -15,6 +15,7 @@ from pipeline.matcher.association import (
     tracklet_vectors,
 )
 from pipeline.matcher.evidence import AppearanceEvidence, Density
+from pipeline.query.topology import topology_rows
 from tests.pipeline.scenes import overlapping_walkers, same_partition, unit, walkers
 
 
@@ -96,7 +97,7 @@ def test_transit_times_recover_the_generator() -> None:
     """cam0 -> cam1 takes 15-25 s, cam1 -> cam2 the same: the learned distributions say so."""
     tracklets, _ = walkers(30, 3, transit=(15.0, 25.0), noise=0.1, seed=7)
     result = associate(tracklets, MatcherConfig())
-    rows = {(r["source"], r["target"]): r for r in result.transit.table()}
+    rows = {(r["source"], r["target"]): r for r in topology_rows(result.transit.samples)}
     for pair in (("cam0", "cam1"), ("cam1", "cam2")):
         assert rows[pair]["links"] >= 20
         assert 15.0 <= rows[pair]["median_s"] <= 25.0
