@@ -14,6 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import redis
@@ -28,6 +29,16 @@ from pipeline.matcher.types import Decision, Sighting, Tracklet, TrackletError
 from reid.runtime.pair_scoring import AttentionScorer, combine
 
 log = logging.getLogger(__name__)
+
+
+class Plan(NamedTuple):
+    """What a decision will commit."""
+
+    identity: str
+    action: str  # new_identity, link or update
+    exemplars: Exemplars
+    distance: float | None
+    considered: int  # candidate identities looked at
 
 
 class MatcherBusy(RuntimeError):
@@ -112,14 +123,14 @@ class Matcher(Gallery):
                 log.debug("%s not linked to candidate %d (d=%.3f): %s", tracklet.ref, n, d, reason)
         return admissible
 
-    def _plan_update(self, tracklet: Tracklet, record: dict[bytes, bytes]) -> Decision | tuple:
+    def _plan_update(self, tracklet: Tracklet, record: dict[bytes, bytes]) -> Decision | Plan:
         identity = record[b"identity"].decode()
         if tracklet.end <= float(record[b"end"]):
             return Decision(identity, "duplicate")
         (old,), _ = self._fetch([identity])
-        return (identity, "update", self._merge(old, tracklet), None, 1)
+        return Plan(identity, "update", self._merge(old, tracklet), None, 1)
 
-    def _execute(self, tracklet: Tracklet, plan: tuple, expected: int) -> Decision | None:
+    def _execute(self, tracklet: Tracklet, plan: Plan, expected: int) -> Decision | None:
         identity, action, merged, distance, considered = plan
         got, outcome = self._commit_plan(tracklet, identity, action, merged, distance, expected)
         if outcome in ("retry", "conflict"):
@@ -162,17 +173,17 @@ class Matcher(Gallery):
         exemplars: Exemplars | None,
         distance: float | None,
         considered: int,
-    ) -> tuple:
+    ) -> Plan:
         """Link to ``identity`` (with its ``exemplars``), or found one when it is None."""
         if identity is None:
-            return (
+            return Plan(
                 self.new_identity_id(tracklet),
                 "new_identity",
                 self._merge(None, tracklet),
                 None,
                 considered,
             )
-        return (identity, "link", self._merge(exemplars, tracklet), distance, considered)
+        return Plan(identity, "link", self._merge(exemplars, tracklet), distance, considered)
 
     def _decide_jointly(self, group: Sequence[Tracklet]) -> list[Decision | None]:
         """One assignment for tracklets that finished together (Hungarian): each links to at
@@ -230,15 +241,20 @@ class Matcher(Gallery):
         window = self.config.joint_window_s
 
         def flush() -> None:
-            members = [tracklets[n] for n in group]
-            apart = {(int(a), int(b)) for a, b in cannot_link_pairs(members, self.config)}
-            together: list[int] = []
-            for k in range(len(group)):
-                if all((m, k) in apart for m in together):
-                    together.append(k)
-            if len(together) > 1 and window > 0:
-                joint = self.call_with_retry(self._decide_jointly, [members[k] for k in together])
-                decisions.update({group[k]: d for k, d in zip(together, joint, strict=True) if d})
+            if len(group) > 1 and window > 0:
+                members = [tracklets[n] for n in group]
+                apart = {(int(a), int(b)) for a, b in cannot_link_pairs(members, self.config)}
+                together: list[int] = []
+                for k in range(len(group)):
+                    if all((m, k) in apart for m in together):
+                        together.append(k)
+                if len(together) > 1:
+                    joint = self.call_with_retry(
+                        self._decide_jointly, [members[k] for k in together]
+                    )
+                    decisions.update(
+                        {group[k]: d for k, d in zip(together, joint, strict=True) if d}
+                    )
             for n in group:
                 if n not in decisions:
                     decisions[n] = self.decide(tracklets[n])
