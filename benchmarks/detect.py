@@ -1,15 +1,17 @@
-"""Person detector throughput on vtest.avi: YOLO .pt vs .onnx vs OpenCV HOG, one run.
+"""Person detector throughput on vtest.avi: YOLO .pt vs .onnx vs OpenCV HOG, interleaved.
 
-    .venv/bin/python -m benchmarks.detect [--frames 60] [--imgsz 640] [--batch 4]
+    .venv/bin/python -m benchmarks.detect [--frames 60] [--imgsz 640] [--batch 4] \
+        [--size 1920x1080] [--rounds 3]
 
-On a CUDA machine with TensorRT, a .engine exported by ultralytics from the default
-weights is added (``--engine PATH`` to reuse one).
+On a CUDA machine with TensorRT installed, a .engine exported by ultralytics from the
+default weights is added (``--engine PATH`` to reuse one). ``--only "yolo .pt"`` runs a subset.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+import importlib.util
+import statistics
 from pathlib import Path
 
 import cv2
@@ -17,18 +19,19 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.interleave import interleave, rate, ratio
 from detectors import build_detector, default_weights
 from pipeline.demo_data import fetch_vtest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def fps(detector, frames, batch: int) -> tuple[float, int]:  # noqa: ANN001
-    detector.detect(frames[:batch])  # warm-up
-    found, start = 0, time.perf_counter()
-    for i in range(0, len(frames), batch):
-        found += sum(len(d) for d in detector.detect(frames[i : i + batch]))
-    return len(frames) / (time.perf_counter() - start), found
+def frames_per_s(detector, frames: list, batch: int) -> float:  # noqa: ANN001
+    def one_pass() -> None:
+        for i in range(0, len(frames), batch):
+            detector.detect(frames[i : i + batch])
+
+    return rate(one_pass, len(frames), seconds=0.0)
 
 
 def main() -> None:
@@ -37,19 +40,25 @@ def main() -> None:
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--engine", type=Path, default=None)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", default=None, help="comma-separated candidates to run")
+    parser.add_argument("--size", default=None, help="resize frames to WxH first, e.g. 1920x1080")
     args = parser.parse_args()
     video = fetch_vtest(ROOT / "data")
     if video is None:
         raise SystemExit("vtest.avi unavailable (needs apt-get); see pipeline/demo_data.py")
     cap = cv2.VideoCapture(str(video))
     frames = [cap.read()[1] for _ in range(args.frames)]
+    if args.size:
+        width, height = (int(v) for v in args.size.split("x"))
+        frames = [cv2.resize(f, (width, height)) for f in frames]
     candidates = {
         "yolo .pt": lambda: build_detector("yolo", imgsz=args.imgsz),
         "yolo .onnx": lambda: build_detector("yolo", default_weights(onnx=True), imgsz=args.imgsz),
         "hog": lambda: build_detector("hog"),
     }
-    if torch.cuda.is_available():
-        engine = args.engine
+    engine = args.engine
+    if torch.cuda.is_available() and (engine or importlib.util.find_spec("tensorrt")):
         if engine is None:
             try:
                 from ultralytics import YOLO
@@ -59,23 +68,42 @@ def main() -> None:
                         format="engine", half=True, imgsz=args.imgsz
                     )
                 )
-            except Exception as exc:  # no TensorRT: report and go on with the others
+            except Exception as exc:  # a failed export: report and go on with the others
                 Console(stderr=True).print(f"TensorRT engine skipped: {exc}")
         if engine is not None:
             candidates["yolo .engine"] = lambda: build_detector("yolo", engine, imgsz=args.imgsz)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+    h, w = frames[0].shape[:2]
     table = Table(
-        title=f"person detection on vtest.avi ({args.frames} frames, "
-        f"{args.imgsz} px, batch {args.batch}, {device})"
+        title=f"person detection on vtest.avi ({args.frames} frames of {w}x{h}, {args.imgsz} px, "
+        f"batch {args.batch}, {device}), median of {args.rounds} interleaved rounds"
     )
-    for col in ("detector", "frames/s", "x yolo .pt", "boxes found"):
+    for col in ("detector", "frames/s", "x yolo .pt (spread)", "boxes found"):
         table.add_column(col, justify="right")
-    rates = {}
-    for name, make in candidates.items():
-        rates[name] = fps(make(), frames, args.batch)
-    base = rates["yolo .pt"][0]
-    for name, (rate, found) in rates.items():
-        table.add_row(name, f"{rate:.2f}", f"{rate / base:.2f}x", str(found))
+    wanted = set(args.only.split(",")) if args.only else set(candidates)
+    detectors = {name: make() for name, make in candidates.items() if name in wanted}
+    boxes = {
+        name: sum(
+            len(d)
+            for i in range(0, len(frames), args.batch)
+            for d in det.detect(frames[i : i + args.batch])
+        )
+        for name, det in detectors.items()
+    }
+    rates = interleave(
+        {
+            name: (lambda d=det: frames_per_s(d, frames, args.batch))
+            for name, det in detectors.items()
+        },
+        args.rounds,
+    )
+    for name, row in rates.items():
+        table.add_row(
+            name,
+            f"{statistics.median(row):.2f}",
+            str(ratio(row, rates["yolo .pt"])),
+            str(boxes[name]),
+        )
     Console().print(table)
 
 

@@ -2,7 +2,9 @@
 
 CASN ResNet50 IDE at 288x144 (random weights: speed does not depend on them; INT8 fidelity
 is reported on them too, so re-check it on your trained model with reid-export quantize).
-Prints images/s per backend and batch, and the ratio to torch eager fp32.
+Prints images/s per backend and batch and the ratio to torch eager fp32, timed in
+interleaved rounds (median ratio and its spread). On a GPU: torch fp16, ONNX Runtime's CUDA
+provider when installed, TensorRT fp16 / INT8 when installed, and trtexec as the limit.
 
     .venv/bin/python -m benchmarks.embedder                  # CPU: torch vs ORT fp32 / INT8
     .venv/bin/python -m benchmarks.embedder --batches 1,16,64 # on a GPU adds TensorRT
@@ -11,18 +13,19 @@ Prints images/s per backend and batch, and the ratio to torch eager fp32.
 from __future__ import annotations
 
 import argparse
+import copy
 import shutil
+import statistics
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.interleave import interleave, rate, ratio
 from reid.config import ModelConfig
 from reid.export.onnx_export import export_onnx
 from reid.export.quantize import quantize_onnx
@@ -30,15 +33,8 @@ from reid.export.samples import load_crops
 from reid.models import CASN
 from reid.preprocess import crops_to_array
 from reid.runtime.onnx_backend import OrtEmbedder
-
-
-def images_per_s(fn: Callable[[], object], batch: int, seconds: float) -> float:
-    fn()  # warm-up
-    runs, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds or runs < 3:
-        fn()
-        runs += 1
-    return runs * batch / (time.perf_counter() - start)
+from reid.runtime.tensorrt_backend import TensorRTEmbedder, TensorRTUnavailable
+from reid.runtime.torch_backend import TorchEmbedder
 
 
 def trtexec_images_per_s(engine: Path, batch: int, size: tuple[int, int]) -> float | None:
@@ -64,7 +60,8 @@ def trtexec_images_per_s(engine: Path, batch: int, size: tuple[int, int]) -> flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", default="1,16")
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=1.0, help="per candidate and round")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--backbone", default="resnet50")
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
@@ -84,72 +81,71 @@ def main() -> None:
     onnx = export_onnx(ckpt, work / "casn.onnx").onnx
     int8 = quantize_onnx(onnx, work / "casn.int8.onnx")
     cuda = torch.cuda.is_available()
-    device = torch.device("cuda" if cuda else "cpu")
-    model = model.to(device)
-    crops = load_crops(None, max(batches))
-    backends: dict[str, Callable[[np.ndarray], object]] = {}
+    device = "cuda" if cuda else "cpu"
+    inputs = {b: crops_to_array((load_crops(None, b) * b)[:b], (288, 144)) for b in batches}
+    # each backend: a function of the batch size returning one call's work
+    backends: dict[str, Callable[[int], Callable[[], object]]] = {}
 
-    @torch.no_grad()
-    def eager(x: np.ndarray) -> object:
-        out = model.embed(torch.from_numpy(x).to(device))
-        if cuda:
-            torch.cuda.synchronize()
-        return out
+    def torch_backend(half: bool) -> Callable[[int], Callable[[], object]]:
+        embedder = TorchEmbedder(copy.deepcopy(model), device=device, half=half)
+        tensors = {b: torch.from_numpy(x).to(device) for b, x in inputs.items()}
+        return lambda b: lambda: embedder.embed_tensor(tensors[b])
 
-    backends["torch eager fp32"] = eager
+    backends["torch eager fp32"] = torch_backend(half=False)
+    if cuda:
+        backends["torch eager fp16"] = torch_backend(half=True)
     ort_fp32 = OrtEmbedder(onnx)
-    backends[f"{ort_fp32.name} fp32"] = ort_fp32.run
+    backends[f"{ort_fp32.name} fp32"] = lambda b: lambda: ort_fp32.run(inputs[b])
     if not cuda:
-        backends["ort-cpu int8"] = OrtEmbedder(int8.path, prefer_cuda=False).run
+        ort_int8 = OrtEmbedder(int8.path, prefer_cuda=False)
+        backends["ort-cpu int8"] = lambda b: lambda: ort_int8.run(inputs[b])
     engines: dict[str, Path] = {}
     if cuda:
         try:
             from reid.export.tensorrt_build import build_engine
-            from reid.runtime.tensorrt_backend import TensorRTEmbedder
 
             for precision in ("fp16", "int8"):
                 built = build_engine(
-                    onnx,
-                    work / f"casn.{precision}.engine",
-                    precision,
-                    max_batch=max(64, max(batches)),
+                    onnx, work / f"casn.{precision}.engine", precision, max_batch=max(64, *batches)
                 )
                 engines[precision] = built.engine
                 trt_embedder = TensorRTEmbedder(built.engine)
+                tensors = {b: torch.from_numpy(x).to(device) for b, x in inputs.items()}
 
-                def run_trt(x: np.ndarray, e: TensorRTEmbedder = trt_embedder) -> object:
-                    return e.run_tensor(torch.from_numpy(x).to(device))
+                def run_trt(b: int, e: TensorRTEmbedder = trt_embedder, t=tensors):  # noqa: ANN001, ANN202
+                    return lambda: e.run_tensor(t[b])
 
                 backends[f"tensorrt {precision}"] = run_trt
-        except ImportError as exc:
+        except TensorRTUnavailable as exc:
             Console(stderr=True).print(f"TensorRT skipped: {exc}")
+    candidates = {
+        (name, b): (lambda make=make, b=b: rate(make(b), b, args.seconds))
+        for b in batches
+        for name, make in backends.items()
+    }
+    results = interleave(candidates, args.rounds)
+    for precision, engine in engines.items():  # the limit: TensorRT's own timing tool
+        for b in batches:
+            results[(f"trtexec {precision}", b)] = [
+                trtexec_images_per_s(engine, b, (288, 144)) or float("nan")
+            ] * args.rounds
     table = Table(
-        title=f"CASN {args.backbone} IDE 288x144 embedder, images/s "
-        f"({'GPU ' + torch.cuda.get_device_name() if cuda else 'CPU'}, "
+        title=f"CASN {args.backbone} IDE 288x144 embedder, images/s, median of {args.rounds} "
+        f"interleaved rounds ({'GPU ' + torch.cuda.get_device_name() if cuda else 'CPU'}, "
         f"torch threads {torch.get_num_threads()})"
     )
     for col in ("backend", *[f"batch {b}" for b in batches], *[f"x eager b{b}" for b in batches]):
         table.add_column(col, justify="right")
-    rates: dict[str, list[float]] = {}
-    for name, fn in backends.items():
-        rates[name] = []
-        for b in batches:
-            x = crops_to_array((crops * b)[:b], (288, 144))
-            rates[name].append(images_per_s(lambda x=x, fn=fn: fn(x), b, args.seconds))
-    for precision, engine in engines.items():
-        rates[f"trtexec {precision}"] = [
-            trtexec_images_per_s(engine, b, (288, 144)) or float("nan") for b in batches
-        ]
-    base = rates["torch eager fp32"]
-    for name, row in rates.items():
+    names = dict.fromkeys(name for name, _ in results)
+    for name in names:
         table.add_row(
             name,
-            *[f"{r:.1f}" for r in row],
-            *[f"{r / b:.2f}x" for r, b in zip(row, base, strict=True)],
+            *[f"{statistics.median(results[(name, b)]):.1f}" for b in batches],
+            *[str(ratio(results[(name, b)], results[("torch eager fp32", b)])) for b in batches],
         )
     Console().print(table)
     print(
-        f"INT8 vs fp32 feature cosine (random weights): min {int8.min_cosine:.4f}, "
+        f"INT8 vs fp32 feature cosine (ONNX Runtime, random weights): min {int8.min_cosine:.4f}, "
         f"mean {int8.mean_cosine:.4f}"
     )
     shutil.rmtree(work)

@@ -1,77 +1,149 @@
-"""End-to-end pipeline throughput vs the detector alone on the same frames (ratio).
+"""End-to-end pipeline throughput vs the detector alone on the same frames, interleaved.
 
-The pipeline adds tracking, crop selection, embedding, matching in Redis and all outputs;
-the target is >= 0.9 of detector-only frames/s. Input: the demo's two virtual cameras of
-vtest.avi, first ``--frames`` frames per camera.
+The pipeline adds decoding, tracking, crop selection, embedding, matching in Redis and all
+outputs. Each round times the detector alone on the round's frames, then runs a fresh
+pipeline over them; the median per-round ratio and its spread are printed, with the time
+per stage (the largest one is the bottleneck).
 
-    .venv/bin/python -m benchmarks.pipeline [--frames 150]
+    .venv/bin/python -m benchmarks.pipeline [--frames 150]      # the demo's two cameras
+    .venv/bin/python -m benchmarks.pipeline --streams 16 --size 1920x1080 --frames 100 \\
+        --set detector.batch=16 --set reid.model=casn.pt        # how many 1080p streams
+
+``--streams N`` makes N cameras of vtest.avi upscaled to ``--size`` (each decodes its own
+copy of the file) and reports how many streams at ``--stream-fps`` the pipeline sustains.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import threading
-import time
 from pathlib import Path
 
+import cv2
+import yaml
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.config import load_pipeline_config
+from benchmarks.interleave import rate, ratio
+from pipeline.config import PipelineConfig, load_pipeline_config
 from pipeline.demo_data import fetch_vtest
-from pipeline.runner import Pipeline
-from pipeline.sources import CameraReader
+from pipeline.runner import STAGES, Pipeline
+from pipeline.sources import CameraReader, Frame
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def upscaled_video(source: Path, frames: int, size: tuple[int, int], out: Path) -> Path:
+    """The first ``frames`` frames of ``source`` resized to ``size`` (w, h), as MPEG-4."""
+    cap = cv2.VideoCapture(str(source))
+    writer = cv2.VideoWriter(
+        str(out), cv2.VideoWriter_fourcc(*"mp4v"), cap.get(cv2.CAP_PROP_FPS) or 10, size
+    )
+    for _ in range(frames):
+        ok, image = cap.read()
+        if not ok:
+            break
+        writer.write(cv2.resize(image, size))
+    writer.release()
+    return out
+
+
+def streams_cameras(video: Path, streams: int, work: Path) -> Path:
+    """A cams.yaml with ``streams`` cameras, each reading ``video`` at full rate."""
+    cams = {"cameras": [{"id": f"cam{i}", "source": str(video)} for i in range(streams)]}
+    path = work / "cams.yaml"
+    path.write_text(yaml.safe_dump(cams))
+    return path
+
+
+def decoded_frames(config: PipelineConfig, frames: int) -> list[Frame]:
+    """Every camera's frames, decoded once per distinct (source, crop)."""
+    seen: dict[tuple[str, object], list[Frame]] = {}
+    out: list[Frame] = []
+    for c in config.cameras:
+        key = (str(c.source), c.crop)
+        if key not in seen:
+            reader = CameraReader(c.id, c.source, c.fps, crop=c.crop, max_frames=frames).start()
+            seen[key] = []
+            while (frame := reader.frames.get()) is not None:
+                seen[key].append(frame)
+        out += seen[key]
+    return out
+
+
+def detector_fps(pipeline: Pipeline, frames: list[Frame]) -> float:
+    batch = pipeline.config.detector.batch
+
+    def one_pass() -> None:
+        for i in range(0, len(frames), batch):
+            pipeline._detect(frames[i : i + batch])
+
+    return rate(one_pass, len(frames), seconds=0.0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=150)
+    parser.add_argument("--frames", type=int, default=150, help="frames per camera")
     parser.add_argument("--cameras", default=str(ROOT / "configs/cams/vtest_demo.yaml"))
+    parser.add_argument("--streams", type=int, default=0, help="N upscaled vtest cameras")
+    parser.add_argument("--size", default="1920x1080", help="stream size (with --streams)")
+    parser.add_argument("--stream-fps", type=float, default=15.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
-    if fetch_vtest(ROOT / "data") is None:
+    vtest = fetch_vtest(ROOT / "data")
+    if vtest is None:
         raise SystemExit("vtest.avi unavailable (needs apt-get)")
-    out = tempfile.mkdtemp(prefix="bench-pipeline-")
-    config = load_pipeline_config(
-        args.cameras, [f"outputs.dir={out}", "redis.namespace=bench-pipeline"]
+    work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    cameras = Path(args.cameras)
+    if args.streams:
+        size = tuple(int(v) for v in args.size.split("x"))
+        video = upscaled_video(vtest, args.frames, size, work / "stream.mp4")  # type: ignore[arg-type]
+        cameras = streams_cameras(video, args.streams, work)
+    overrides = [f"outputs.dir={work / 'out'}", "redis.namespace=bench-pipeline", *args.overrides]
+    config = load_pipeline_config(cameras, overrides)
+    frames = decoded_frames(config, args.frames)
+    detector_rates, pipeline_rates, stage_rows, identities = [], [], [], []
+    for _ in range(args.rounds):
+        pipeline = Pipeline(config, max_frames=args.frames)
+        pipeline.matcher.clear()
+        detector_rates.append(detector_fps(pipeline, frames))
+        summary = pipeline.run(threading.Event())
+        pipeline.matcher.clear()
+        pipeline_rates.append(summary["frames"] / summary["wall_s"])
+        stage_rows.append(summary["stage_s"])
+        identities.append(summary["identities"])
+    h, w = frames[0].image.shape[:2]
+    table = Table(
+        title=f"pipeline vs detector only: {len(config.cameras)} cameras x {args.frames} frames "
+        f"of {w}x{h}, embedder {pipeline.embedder.name}, median of {args.rounds} rounds"
     )
-    pipeline = Pipeline(config, max_frames=args.frames)
-    pipeline.matcher.clear()
-    # detector alone, same frames, same batching
-    readers = [
-        CameraReader(c.id, c.source, c.fps, crop=c.crop, max_frames=args.frames).start()
-        for c in config.cameras
-    ]
-    frames = []
-    for reader in readers:
-        while (frame := reader.frames.get()) is not None:
-            frames.append(frame)
-    batch = config.detector.batch
-    pipeline._detect(frames[:batch])  # warm-up
-    start = time.perf_counter()
-    for i in range(0, len(frames), batch):
-        pipeline._detect(frames[i : i + batch])
-    detector_fps = len(frames) / (time.perf_counter() - start)
-    summary = pipeline.run(threading.Event())
-    pipeline_fps = summary["frames"] / summary["wall_s"]
-    table = Table(title=f"pipeline vs detector only ({len(frames)} frames, 2 virtual cameras)")
-    for col in ("detector only frames/s", "pipeline frames/s", "ratio", "identities"):
+    columns = ("detector only frames/s", "pipeline frames/s", "pipeline / detector", "identities")
+    for col in columns:
         table.add_column(col, justify="right")
     table.add_row(
-        f"{detector_fps:.2f}",
-        f"{pipeline_fps:.2f}",
-        f"{pipeline_fps / detector_fps:.2f}",
-        str(summary["identities"]),
+        f"{statistics.median(detector_rates):.1f}",
+        f"{statistics.median(pipeline_rates):.1f}",
+        str(ratio(pipeline_rates, detector_rates)),
+        str(statistics.median(identities)),
     )
     Console().print(table)
-    stages = Table(title="pipeline time per stage (s)")
-    for stage in summary["stage_s"]:
+    stages = Table(title="pipeline time per stage (s, median over rounds)")
+    medians = {s: statistics.median(row[s] for row in stage_rows) for s in STAGES}
+    for stage in STAGES:
         stages.add_column(stage, justify="right")
-    stages.add_row(*(f"{v:.1f}" for v in summary["stage_s"].values()))
+    stages.add_row(*(f"{medians[s]:.1f}" for s in STAGES))
     Console().print(stages)
-    pipeline.matcher.clear()
+    busiest = max(medians, key=medians.__getitem__)
+    print(f"bottleneck stage: {busiest} ('read' is waiting for decoded frames)")
+    if args.streams:
+        sustained = statistics.median(pipeline_rates) / args.stream_fps
+        print(
+            f"streams of {w}x{h} at {args.stream_fps:g} fps one pipeline process sustains: "
+            f"{sustained:.1f} (aggregate {statistics.median(pipeline_rates):.1f} frames/s)"
+        )
 
 
 if __name__ == "__main__":

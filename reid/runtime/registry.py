@@ -44,13 +44,29 @@ def tensorrt_usable() -> bool:
     return torch.cuda.is_available()
 
 
+def ort_cuda_usable() -> bool:
+    import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+def torch_cuda_usable() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def auto_candidates(path: Path) -> list[tuple[str, Path]]:
-    """Artifacts of the same model, fastest backend first: ``<stem>.engine`` (TensorRT, when
-    it and CUDA are present), ``<stem>.onnx`` (ORT, CUDA provider when present), then the
-    checkpoint ``<stem>.pt``."""
+    """Artifacts of the same model, fastest backend first: on a GPU ``<stem>.engine``
+    (TensorRT), ``<stem>.onnx`` (ORT's CUDA provider) or the checkpoint ``<stem>.pt`` (torch
+    fp16), whichever the machine can run; then on the CPU the ``.onnx``, then the ``.pt``."""
     stem = path.with_name(path.name.split(".")[0])
     order = [("trt", ".engine")] if tensorrt_usable() else []
-    order += [("ort", ".onnx"), ("torch", ".pt")]
+    if ort_cuda_usable():
+        order.append(("ort", ".onnx"))
+    if torch_cuda_usable():
+        order.append(("torch", ".pt"))
+    order += [(name, suffix) for name, suffix in (("ort", ".onnx"), ("torch", ".pt"))]
     found = [(name, stem.with_suffix(suffix)) for name, suffix in order]
     return [(name, p) for name, p in found if p.is_file()] or [(None, path)]  # type: ignore[list-item]
 

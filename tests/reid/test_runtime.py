@@ -23,6 +23,7 @@ from reid.runtime import CropBatcher, EmbedderError, load_embedder
 from reid.runtime.consistency import ConsistencyScorer, fit_channel_basis
 from reid.runtime.metadata import metadata_path
 from reid.runtime.onnx_backend import OrtEmbedder
+from reid.runtime.registry import ort_cuda_usable
 from reid.runtime.torch_backend import TorchEmbedder
 from reid.training.checkpoint import save_checkpoint
 from reid.training.config import TrainConfig
@@ -100,8 +101,12 @@ def test_scorer_round_trips_through_its_file(exported: Path, tmp_path: Path) -> 
 def test_auto_backend_and_clear_errors(
     exported: Path, checkpoint: Path, crops, tmp_path: Path
 ) -> None:
-    assert load_embedder(checkpoint).name.startswith("ort")  # the sibling .onnx wins
-    assert load_embedder(checkpoint, "torch").name == "torch"
+    # the sibling .onnx wins on a CPU, and on a GPU when ONNX Runtime has CUDA there;
+    # torch fp16 otherwise beats ONNX Runtime on the CPU
+    gpu_torch = torch.cuda.is_available() and not ort_cuda_usable()
+    chosen = load_embedder(checkpoint).name
+    assert chosen == "torch-cuda fp16" if gpu_torch else chosen.startswith("ort")
+    assert load_embedder(checkpoint, "torch").name == "torch-cpu"
     with pytest.raises(EmbedderError, match="loads .engine files"):
         load_embedder(exported, "trt")
     with pytest.raises(EmbedderError, match="no model at"):
@@ -194,6 +199,20 @@ def test_tensorrt_fp16_engine_parity_and_target_check(
     meta_file.write_text(json.dumps(meta))
     with pytest.raises(EmbedderError, match=r"built with TensorRT 1\.0\.0, this machine has"):
         TensorRTEmbedder(build.engine)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_torch_fp16_on_cuda_agrees_with_fp32_on_cpu(checkpoint: Path, crops) -> None:
+    scorer = checkpoint.with_name("model.consistency.pt")
+    cpu = TorchEmbedder.from_checkpoint(checkpoint, scorer).embed(crops)
+    gpu = TorchEmbedder.from_checkpoint(checkpoint, scorer, device="cuda")
+    assert gpu.half and gpu.name == "torch-cuda fp16"
+    got = gpu.embed(crops)
+    assert got.features.dtype == np.float32
+    assert cosine_rows(got.features, cpu.features).min() >= 0.999
+    flat = [e.projections.reshape(len(crops), -1) for e in (got, cpu)]
+    assert cosine_rows(*flat).min() >= 0.99
 
 
 @pytest.mark.parametrize("variant", ["ide", "pcb"])
