@@ -3,7 +3,8 @@
 CASN ResNet50 IDE at 288x144 (random weights: speed does not depend on them; INT8 fidelity
 is reported on them too, so re-check it on your trained model with reid-export quantize).
 Prints images/s per backend and batch and the ratio to torch eager fp32, timed in
-interleaved rounds (median ratio and its spread). On a GPU: torch fp16, ONNX Runtime's CUDA
+interleaved rounds (median ratio and its spread). On a GPU: torch fp16 eager and as CUDA graphs (our
+backend's default there), ONNX Runtime's CUDA
 provider when installed, TensorRT fp16 / INT8 when installed, and trtexec as the limit.
 
     .venv/bin/python -m benchmarks.embedder                  # CPU: torch vs ORT fp32 / INT8
@@ -86,14 +87,15 @@ def main() -> None:
     # each backend: a function of the batch size returning one call's work
     backends: dict[str, Callable[[int], Callable[[], object]]] = {}
 
-    def torch_backend(half: bool) -> Callable[[int], Callable[[], object]]:
-        embedder = TorchEmbedder(copy.deepcopy(model), device=device, half=half)
+    def torch_backend(half: bool, graphs: bool = False) -> Callable[[int], Callable[[], object]]:
+        embedder = TorchEmbedder(copy.deepcopy(model), device=device, half=half, graphs=graphs)
         tensors = {b: torch.from_numpy(x).to(device) for b, x in inputs.items()}
         return lambda b: lambda: embedder.embed_tensor(tensors[b])
 
     backends["torch eager fp32"] = torch_backend(half=False)
     if cuda:
         backends["torch eager fp16"] = torch_backend(half=True)
+        backends["torch fp16 CUDA graphs"] = torch_backend(half=True, graphs=True)
     ort_fp32 = OrtEmbedder(onnx)
     backends[f"{ort_fp32.name} fp32"] = lambda b: lambda: ort_fp32.run(inputs[b])
     if not cuda:

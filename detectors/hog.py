@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from detectors.base import Detections
+from detectors.base import Detections, DetectorError
 
 
 class HogDetector:
@@ -16,6 +16,12 @@ class HogDetector:
     name = "hog"
 
     def __init__(self, conf: float = 0.3, scale: float = 1.05, max_side: int = 640) -> None:
+        if not hasattr(cv2, "HOGDescriptor"):
+            raise DetectorError(
+                f"detector.kind: hog needs OpenCV's HOGDescriptor, which OpenCV {cv2.__version__} "
+                "does not have (OpenCV 5 moved it out): install opencv-python<5 as the project "
+                "pins it, or use detector.kind: yolo"
+            )
         self.hog = cv2.HOGDescriptor()
         self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
         self.conf, self.scale, self.max_side = conf, scale, max_side

@@ -11,6 +11,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,10 +257,13 @@ class Pipeline:
                 frames.append(frame)
         return frames
 
-    def _process(self, frames: list[Frame]) -> None:
+    def _detect_timed(self, frames: list[Frame]) -> list:
         start = time.perf_counter()
         detections = self._detect(frames)
         self.state.time("detect", time.perf_counter() - start)
+        return detections
+
+    def _process(self, frames: list[Frame], detections: list) -> None:
         for frame, dets in zip(frames, detections, strict=True):
             start = time.perf_counter()
             tracks = self.trackers[frame.camera_id].update(dets, frame.image)
@@ -402,24 +406,34 @@ class Pipeline:
         open_ids = list(self.readers)
         last_report = 0.0
         redis_gone = False
+        # the detector works on the next batch (in its thread; the GPU and OpenCV release
+        # the GIL) while this one tracks, embeds and matches the batch before it
+        ahead: tuple[list[Frame], Future[list]] | None = None
         try:
-            while open_ids and not stop.is_set():
-                start = time.perf_counter()
-                frames = self._next_frames(open_ids)
-                self.state.time("read", time.perf_counter() - start)
-                if frames:
-                    self._process(frames)
-                try:
-                    self._submit_pending()
-                except RedisUnavailable:
-                    if not stop.is_set():
-                        raise
-                    redis_gone = True  # stopping anyway: do not wait for Redis again
-                    break
-                if on_progress and time.perf_counter() - last_report > 0.5:
-                    self._refresh_fps()
-                    on_progress(self.state)
-                    last_report = time.perf_counter()
+            with ThreadPoolExecutor(1, thread_name_prefix="detect") as detector:
+                while open_ids and not stop.is_set():
+                    start = time.perf_counter()
+                    frames = self._next_frames(open_ids)
+                    self.state.time("read", time.perf_counter() - start)
+                    batch = None
+                    if frames:
+                        batch = (frames, detector.submit(self._detect_timed, frames))
+                    if ahead is not None:
+                        self._process(ahead[0], ahead[1].result())
+                    ahead = batch
+                    try:
+                        self._submit_pending()
+                    except RedisUnavailable:
+                        if not stop.is_set():
+                            raise
+                        redis_gone = True  # stopping anyway: do not wait for Redis again
+                        break
+                    if on_progress and time.perf_counter() - last_report > 0.5:
+                        self._refresh_fps()
+                        on_progress(self.state)
+                        last_report = time.perf_counter()
+                if ahead is not None:  # frames read are never dropped
+                    self._process(ahead[0], ahead[1].result())
         finally:
             for reader in self.readers.values():
                 reader.stop()

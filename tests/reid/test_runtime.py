@@ -21,6 +21,7 @@ from reid.export.samples import cosine_rows, load_crops
 from reid.models import CASN
 from reid.runtime import CropBatcher, EmbedderError, load_embedder
 from reid.runtime.consistency import ConsistencyScorer, fit_channel_basis
+from reid.runtime.cuda_graphs import GraphedForward
 from reid.runtime.metadata import metadata_path
 from reid.runtime.onnx_backend import OrtEmbedder
 from reid.runtime.registry import ort_cuda_usable
@@ -106,7 +107,8 @@ def test_auto_backend_and_clear_errors(
     gpu_torch = torch.cuda.is_available() and not ort_cuda_usable()
     chosen = load_embedder(checkpoint).name
     assert chosen == "torch-cuda fp16" if gpu_torch else chosen.startswith("ort")
-    assert load_embedder(checkpoint, "torch").name == "torch-cpu"
+    explicit = load_embedder(checkpoint, "torch").name
+    assert explicit == ("torch-cuda fp16" if torch.cuda.is_available() else "torch-cpu")
     with pytest.raises(EmbedderError, match="loads .engine files"):
         load_embedder(exported, "trt")
     with pytest.raises(EmbedderError, match="no model at"):
@@ -213,6 +215,29 @@ def test_torch_fp16_on_cuda_agrees_with_fp32_on_cpu(checkpoint: Path, crops) -> 
     assert cosine_rows(got.features, cpu.features).min() >= 0.999
     flat = [e.projections.reshape(len(crops), -1) for e in (got, cpu)]
     assert cosine_rows(*flat).min() >= 0.99
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_buckets_pad_and_split_like_eager() -> None:
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.AdaptiveAvgPool2d(1)
+    )
+    model = model.cuda().eval()
+
+    def forward(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return (model(x).flatten(1), x.mean(dim=(1, 2, 3)))
+
+    graphed = GraphedForward(forward, max_batch=4)
+    x = torch.randn(11, 3, 16, 8, device="cuda")
+    with torch.no_grad():
+        for n in (1, 3, 4, 11):  # buckets 1, 4, 4 and 4 + 4 + 4 (split, last one padded)
+            got, expected = graphed(x[:n]), forward(x[:n])
+            for g, e in zip(got, expected, strict=True):
+                torch.testing.assert_close(g, e)
+    assert sorted(graphed.graphs) == [1, 4]  # captured once per bucket
+    with pytest.raises(ValueError, match="power of two"):
+        GraphedForward(forward, max_batch=48)
 
 
 @pytest.mark.parametrize("variant", ["ide", "pcb"])
