@@ -11,12 +11,18 @@ per stage (the largest one is the bottleneck).
 
 ``--streams N`` makes N cameras of vtest.avi upscaled to ``--size`` (each decodes its own
 copy of the file) and reports how many streams at ``--stream-fps`` the pipeline sustains.
+``--processes 1,2,4`` then also runs the scale-out deployment on the same streams: P camera
+worker processes (``--publish-only``, the cameras split between them) and one matcher on one
+Redis, all at once; their frames/s are added up.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -29,6 +35,7 @@ from rich.table import Table
 from benchmarks.interleave import rate, ratio
 from pipeline.config import PipelineConfig, load_pipeline_config
 from pipeline.demo_data import fetch_vtest
+from pipeline.matcher import connect
 from pipeline.runner import STAGES, Pipeline
 from pipeline.sources import CameraReader, Frame
 
@@ -83,6 +90,35 @@ def detector_fps(pipeline: Pipeline, frames: list[Frame]) -> float:
     return rate(one_pass, len(frames), seconds=0.0)
 
 
+def scale_out_fps(
+    cameras: Path, config: PipelineConfig, processes: int, frames: int, sets: list[str], work: Path
+) -> list[float]:
+    """Each camera worker's frames/s while P workers and one matcher run at once."""
+    redis = connect(None, work / f"redis-{processes}")
+    url = f"unix://{redis.socket_file}"
+    ids = [c.id for c in config.cameras]
+    groups = [ids[i::processes] for i in range(processes)]
+    cli = [sys.executable, "-m", "pipeline.cli"]
+    common = ["--cameras", str(cameras), "--redis", url, *(a for s in sets for a in ("--set", s))]
+    matcher = subprocess.Popen(
+        [*cli, "matcher", "--exit-when-idle", "5", *common], stdout=subprocess.DEVNULL
+    )
+    outs = [work / f"p{processes}-w{i}" for i in range(processes)]
+    workers = [
+        subprocess.Popen(
+            [*cli, *common, "--only", ",".join(group), "--publish-only", "--no-live-table"]
+            + ["--max-frames", str(frames), "--out", str(out)],
+            stdout=subprocess.DEVNULL,
+        )
+        for group, out in zip(groups, outs, strict=True)
+    ]
+    if any(w.wait() != 0 for w in workers):
+        raise SystemExit(f"a camera worker failed (outputs under {work})")
+    matcher.wait()
+    summaries = [json.loads((out / "summary.json").read_text()) for out in outs]
+    return [s["frames"] / s["wall_s"] for s in summaries]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=150, help="frames per camera")
@@ -91,6 +127,7 @@ def main() -> None:
     parser.add_argument("--size", default="1920x1080", help="stream size (with --streams)")
     parser.add_argument("--stream-fps", type=float, default=15.0)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--processes", default="", help="with --streams: e.g. 1,2,4 workers")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
     vtest = fetch_vtest(ROOT / "data")
@@ -103,6 +140,16 @@ def main() -> None:
         video = upscaled_video(vtest, args.frames, size, work / "stream.mp4")  # type: ignore[arg-type]
         cameras = streams_cameras(video, args.streams, work)
     overrides = [f"outputs.dir={work / 'out'}", "redis.namespace=bench-pipeline", *args.overrides]
+    if args.streams and args.processes:
+        config = load_pipeline_config(cameras, overrides)
+        for processes in (int(p) for p in args.processes.split(",")):
+            rates = scale_out_fps(cameras, config, processes, args.frames, args.overrides, work)
+            total = sum(rates)
+            print(
+                f"{processes} worker processes x {args.streams // processes}+ streams: "
+                f"{total:.1f} frames/s in all ({', '.join(f'{r:.1f}' for r in rates)}), "
+                f"{total / args.stream_fps:.1f} streams at {args.stream_fps:g} fps"
+            )
     config = load_pipeline_config(cameras, overrides)
     frames = decoded_frames(config, args.frames)
     detector_rates, pipeline_rates, stage_rows, identities = [], [], [], []
