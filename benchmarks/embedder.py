@@ -145,7 +145,7 @@ def main() -> None:
             *[f"{statistics.median(results[(name, b)]):.1f}" for b in batches],
             *[str(ratio(results[(name, b)], results[("torch eager fp32", b)])) for b in batches],
         )
-    Console().print(table)
+    Console(width=200).print(table)  # logs keep every column
     print(
         f"INT8 vs fp32 feature cosine (ONNX Runtime, random weights): min {int8.min_cosine:.4f}, "
         f"mean {int8.mean_cosine:.4f}"

@@ -154,7 +154,14 @@ def load_positional_state_dict(module: nn.Module, path: Path) -> None:
 
 def load_torchvision_state_dict(body: nn.Module, name: str, path: Path) -> None:
     """Load a torchvision classification state dict (or the backbone's own) into ``body``."""
-    state = _read_state_dict(path)
+    load_torchvision_tensors(body, name, _read_state_dict(path), str(path))
+
+
+def load_torchvision_tensors(
+    body: nn.Module, name: str, state: dict[str, torch.Tensor], source: str
+) -> None:
+    """``state`` in torchvision's names (or the backbone's own) into ``body``; ``source``
+    names where it came from in errors."""
     reference = BACKBONES[name](2).body.state_dict()
     own_keys = list(reference)
     if set(own_keys) <= set(state):
@@ -164,15 +171,15 @@ def load_torchvision_state_dict(body: nn.Module, name: str, path: Path) -> None:
         tv_keys = [k for k in state if not k.startswith(("fc.", "classifier."))]
         if len(tv_keys) != len(own_keys):
             raise PretrainedWeightsError(
-                f"{path} does not look like torchvision {name} weights: "
+                f"{source} does not look like torchvision {name} weights: "
                 f"{len(tv_keys)} backbone tensors, expected {len(own_keys)}"
             )
         wanted = dict(zip(own_keys, (state[k] for k in tv_keys), strict=True))
     for key, tensor in wanted.items():
         if tensor.shape != reference[key].shape:
             raise PretrainedWeightsError(
-                f"{path}: {key} has shape {tuple(tensor.shape)}, expected "
+                f"{source}: {key} has shape {tuple(tensor.shape)}, expected "
                 f"{tuple(reference[key].shape)} for {name}"
             )
     body.load_state_dict(wanted)
-    log.info("loaded %s weights from %s", name, path)
+    log.info("loaded %s weights from %s", name, source)

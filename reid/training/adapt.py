@@ -49,6 +49,7 @@ from reid.runtime.clustering import (
     pair_rate,
     quantile_threshold,
 )
+from reid.training.checkpoint import checkpoint_config
 from reid.training.config import TrainConfig
 from reid.training.engine import Trainer
 
@@ -160,7 +161,14 @@ def adapt(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     material = read_runs(runs)
-    state = load_checkpoint(init)["model"] if init is not None else None
+    state = None
+    if init is not None:  # its architecture comes with it (e.g. an imported ResNet50)
+        start = load_checkpoint(init)
+        state = start["model"]
+        model_config = checkpoint_config(start, init).model
+        config = config.model_copy(
+            update={"train": config.train.model_copy(update={"model": model_config})}
+        )
     rounds: list[RoundReport] = []
     model = None
     for r in range(config.rounds):

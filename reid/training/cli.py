@@ -152,6 +152,53 @@ def evaluate_checkpoint(
         Console().print(results_table(results, f"{checkpoint} on {data.name}"))
 
 
+def _input_size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not HEIGHTxWIDTH, e.g. 256x128") from None
+    return height, width
+
+
+def import_to_checkpoint(file: Path, fmt: str, out: Path, input_size: str) -> Path:
+    """A public re-id checkpoint -> a reid-train checkpoint at ``out``."""
+    from reid.models.public_weights import import_public
+    from reid.training.checkpoint import save_checkpoint
+
+    model, config = import_public(file, fmt, _input_size(input_size))
+    save_checkpoint(
+        out,
+        {
+            "model": model.state_dict(),
+            "num_classes": 1,
+            "epoch": 0,
+            "config": {"model": config.model_dump(mode="json")},
+            "imported_from": {"file": str(file), "format": fmt},
+        },
+    )
+    return out
+
+
+@app.command("import")
+def import_command(
+    file: Annotated[Path, typer.Argument(help="a torchreid or fast-reid ResNet50 checkpoint")],
+    fmt: Annotated[str, typer.Option("--format", help="torchreid or fastreid")],
+    out: Annotated[Path, typer.Option(help="the reid-train checkpoint to write")],
+    input_size: Annotated[
+        str, typer.Option(help="HEIGHTxWIDTH the public model was trained at")
+    ] = "256x128",
+) -> None:
+    """Make a CASN checkpoint from public re-id weights (Market-1501 / MSMT17 models)."""
+    try:
+        import_to_checkpoint(file, fmt, out, input_size)
+    except USER_ERRORS as exc:
+        raise _fail(exc) from None
+    console.print(
+        f"{out}: CASN ResNet50 with the {fmt} backbone of {file}; export it with "
+        f"`reid-export onnx --checkpoint {out}` or adapt it with `reid-train adapt --init {out}`"
+    )
+
+
 @app.command("adapt")
 def adapt_command(
     runs: Annotated[list[Path], typer.Argument(help="output folders of reid-pipeline runs")],
@@ -161,6 +208,10 @@ def adapt_command(
     ),
     init: Annotated[
         Path | None, typer.Option(help="start from this checkpoint instead of ImageNet")
+    ] = None,
+    init_format: Annotated[
+        str | None,
+        typer.Option(help="--init is a public checkpoint: torchreid or fastreid (imported first)"),
     ] = None,
     overrides: Annotated[
         list[str] | None,
@@ -174,6 +225,8 @@ def adapt_command(
     _setup_logging(verbose)
     try:
         settings = load_yaml_settings(config, AdaptConfig, overrides or [])
+        if init is not None and init_format is not None:
+            init = import_to_checkpoint(init, init_format, out / "imported.pt", "256x128")
         report = adapt(runs, out, settings, init, console)
     except TrainingInterrupted as exc:
         console.print(f"[yellow]{exc}[/yellow]")

@@ -9,11 +9,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
+from torchvision import models as tvm
 from typer.testing import CliRunner
 
 from reid.data.datasets import DatasetError
 from reid.data.run_folder import read_run, read_runs
 from reid.data.synthetic import draw_person, random_appearance, random_camera
+from reid.models.checkpoint import model_from_checkpoint
 from reid.training.adapt import AdaptConfig, pseudo_identities
 from reid.training.cli import app
 
@@ -96,6 +99,38 @@ def test_pseudo_identities_never_join_people_seen_at_once(tmp_path: Path) -> Non
     assert len(set(labels)) < len(labels)  # it did merge where nothing forbade it
 
 
+def small_adapt_config(folder: Path, rounds: int) -> Path:
+    config = folder / "adapt.yaml"
+    base = AdaptConfig().model_dump(mode="json")
+    base["train"]["model"].update(
+        backbone="mobilenet_v2", pretrained=None, input_size=[64, 32], hidden_dim=32
+    )
+    base["train"]["data"].update(workers=0)
+    base["train"]["optim"].update(batch_size=8)
+    base["train"]["device"] = "cpu"
+    base.update(rounds=rounds, epochs_per_round=1)
+    config.write_text(json.dumps(base))
+    return config
+
+
+def test_adapt_starts_from_public_weights_with_their_architecture(tmp_path: Path) -> None:
+    """--init with --init-format imports a torchreid ResNet50 first; adaptation then trains
+    that ResNet50 (not the config's MobileNetV2) at the size the import was made for."""
+    write_run(tmp_path / "run", 4, seed=4, crops_per_tracklet=2)
+    public = tmp_path / "torchreid.pth"
+    torch.save({"state_dict": tvm.resnet50(weights=None).state_dict()}, public)
+    out = tmp_path / "adapted"
+    result = CliRunner().invoke(
+        app,
+        ["adapt", str(tmp_path / "run"), "--out", str(out), "--init", str(public)]
+        + ["--init-format", "torchreid", "--config", str(small_adapt_config(tmp_path, 1))],
+    )
+    assert result.exit_code == 0, result.output
+    assert (out / "imported.pt").is_file()
+    model, _ = model_from_checkpoint(out / "round0" / "last.pt")
+    assert model.backbone_name == "resnet50" and model.feature_dim == 2048
+
+
 def test_adapt_end_to_end_writes_a_usable_model(tmp_path: Path) -> None:
     """Round 0 starts from the run's own final identities (identities.json), later rounds
     from clustering; the model comes out exported and loadable; a rerun resumes."""
@@ -109,16 +144,7 @@ def test_adapt_end_to_end_writes_a_usable_model(tmp_path: Path) -> None:
             ]
         )
     )
-    config = tmp_path / "adapt.yaml"
-    base = AdaptConfig().model_dump(mode="json")
-    base["train"]["model"].update(
-        backbone="mobilenet_v2", pretrained=None, input_size=[64, 32], hidden_dim=32
-    )
-    base["train"]["data"].update(workers=0)
-    base["train"]["optim"].update(batch_size=8)
-    base["train"]["device"] = "cpu"
-    base.update(rounds=2, epochs_per_round=1)
-    config.write_text(json.dumps(base))
+    config = small_adapt_config(tmp_path, rounds=2)
     out = tmp_path / "adapted"
     result = CliRunner().invoke(
         app, ["adapt", str(tmp_path / "run"), "--out", str(out), "--config", str(config)]
