@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import hmac
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import FastAPI, File, HTTPException, Query, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
+from pipeline.query.guard import MULTIPART_OVERHEAD, Guard
 from pipeline.query.service import QueryError, QueryService
 from pipeline.query.topology import topology_png, topology_rows
 
 PAGE = Path(__file__).with_name("static") / "index.html"
+CROP_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
 
 
 def create_app(
@@ -24,19 +26,9 @@ def create_app(
     """The API; ``token`` requires ``Authorization: Bearer <token>`` (or ``?token=``) on
     every /api route; crop images are served only from under ``crops_root``."""
     app = FastAPI(title="reid-pipeline query", version="1")
+    # token and size are checked from the headers, before any upload is read
+    app.add_middleware(Guard, token=token, max_body=max_upload_bytes + MULTIPART_OVERHEAD)
     root = Path(crops_root).resolve() if crops_root else None
-
-    def authorised(
-        request: Request, token_param: Annotated[str | None, Query(alias="token")] = None
-    ) -> None:
-        if token is None:
-            return
-        header = request.headers.get("authorization", "")
-        given = (
-            header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else token_param
-        )
-        if not given or not hmac.compare_digest(given, token):
-            raise HTTPException(401, "missing or wrong token")
 
     def answer(fn, *args):  # noqa: ANN001, ANN002, ANN202
         try:
@@ -57,47 +49,52 @@ def create_app(
     def page() -> str:
         return PAGE.read_text()
 
-    @app.get("/api/identities", dependencies=[Depends(authorised)])
+    @app.get("/api/identities")
     def identities(limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[dict]:
         return service.list(limit)
 
-    @app.get("/api/identities/{identity}", dependencies=[Depends(authorised)])
+    @app.get("/api/identities/{identity}")
     def identity(identity: str) -> dict:
         return answer(service.identity, identity).as_dict()
 
-    @app.get("/api/tracks/{camera}/{track}", dependencies=[Depends(authorised)])
+    @app.get("/api/tracks/{camera}/{track}")
     def track(camera: str, track: int) -> dict:
         return answer(service.track, camera, track).as_dict()
 
-    @app.get("/api/topology", dependencies=[Depends(authorised)])
+    @app.get("/api/topology")
     def topology() -> list[dict]:
         """Transit times learned per ordered camera pair (re-association)."""
         return topology_rows(service.reader.topology())
 
-    @app.get("/api/topology.png", dependencies=[Depends(authorised)])
+    @app.get("/api/topology.png")
     def topology_plot() -> Response:
         samples = service.reader.topology()
         if not topology_rows(samples):
             raise HTTPException(404, "no transit times learned yet")
         return Response(topology_png(samples), media_type="image/png")
 
-    @app.post("/api/search", dependencies=[Depends(authorised)])
+    @app.post("/api/search")
     async def search(
         image: Annotated[UploadFile, File()], k: Annotated[int, Query(ge=1, le=100)] = 5
     ) -> list[dict]:
         data = await image.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
             raise HTTPException(413, f"upload larger than {max_upload_bytes} bytes")
-        try:
-            return service.search_image(data, k)
+        try:  # embedding is CPU/GPU work: off the event loop, so /healthz keeps answering
+            return await run_in_threadpool(service.search_image, data, k)
         except QueryError as exc:
             raise HTTPException(422, str(exc)) from exc
 
-    @app.get("/api/crop", dependencies=[Depends(authorised)])
+    @app.get("/api/crop")
     def crop(path: str) -> FileResponse:
-        file = Path(path).resolve()
-        if root is None or not file.is_relative_to(root) or not file.is_file():
+        """A crop image under the crops root (never events, summaries or videos)."""
+        try:
+            file = Path(path).resolve()
+        except (ValueError, OSError):  # NUL bytes, loops: not a crop either
+            raise HTTPException(404, "no such crop") from None
+        kind = CROP_TYPES.get(file.suffix.lower())
+        if root is None or kind is None or not file.is_relative_to(root) or not file.is_file():
             raise HTTPException(404, "no such crop")
-        return FileResponse(file, media_type="image/jpeg")
+        return FileResponse(file, media_type=kind)
 
     return app

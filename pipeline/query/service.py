@@ -2,18 +2,48 @@
 
 from __future__ import annotations
 
+import io
+import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from pipeline.matcher import IdentityReader, Matcher, Sighting
 from reid.runtime import Embedder
 
+# a person crop is far smaller; a 16-megapixel frame still decodes in about 48 MB
+MAX_IMAGE_PIXELS = 4096 * 4096
+
 
 class QueryError(ValueError):
     """A query names something unknown or gives unusable input."""
+
+
+def decode_upload(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """A BGR image from encoded bytes; its size is read from the header first, so a
+    decompression bomb (a few hundred KB claiming 50,000 x 50,000 pixels) is refused
+    before a single pixel is decoded."""
+    try:
+        with Image.open(io.BytesIO(data)) as header:
+            width, height = header.size
+    except Image.DecompressionBombError as exc:  # Pillow's own, far higher, limit
+        raise QueryError(f"the upload has too many pixels: {exc}") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise QueryError("the upload is not a readable image (JPEG, PNG, ...)") from None
+    if width * height > max_pixels:
+        raise QueryError(
+            f"the upload is {width}x{height} pixels; at most {max_pixels:,} are accepted"
+        )
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        image = None
+    if image is None or image.size == 0:
+        raise QueryError("the upload is not a readable image (JPEG, PNG, ...)")
+    return image
 
 
 @dataclass(frozen=True)
@@ -44,12 +74,16 @@ class QueryService:
     def __init__(self, reader: IdentityReader, embedder: Embedder | None = None) -> None:
         self.reader, self.embedder = reader, embedder
         self._matcher = reader if isinstance(reader, Matcher) else None
+        self._building = threading.Lock()  # API searches run in worker threads
 
     @property
     def matcher(self) -> Matcher:
         """The candidate index over the same state (built on first use: search by image)."""
-        if self._matcher is None:
-            self._matcher = Matcher(client=self.reader.redis, namespace=self.reader.keys.namespace)
+        with self._building:
+            if self._matcher is None:
+                self._matcher = Matcher(
+                    client=self.reader.redis, namespace=self.reader.keys.namespace
+                )
         return self._matcher
 
     def identity(self, identity: str) -> IdentityView:
@@ -94,13 +128,9 @@ class QueryService:
         """Identities that look like the person in ``data`` (an encoded image or BGR array)."""
         if self.embedder is None:
             raise QueryError("search by image needs the pipeline's model (--model)")
-        image = (
-            data
-            if isinstance(data, np.ndarray)
-            else cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        )
-        if image is None or image.size == 0:
-            raise QueryError("the upload is not a readable image (JPEG, PNG, ...)")
+        image = data if isinstance(data, np.ndarray) else decode_upload(data)
+        if image.size == 0:
+            raise QueryError("the image is empty")
         features = self.embedder.embed([image]).features
         return [
             {

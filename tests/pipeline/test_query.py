@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
+import select
 import shutil
 import socket
+import struct
 import subprocess
 import threading
 import time
+import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import cv2
+import httpx
 import numpy as np
 import pytest
 import uvicorn
@@ -114,23 +121,134 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
-def test_web_page_renders_identities_in_chromium(populated) -> None:
-    matcher, ids, root = populated
+@contextlib.contextmanager
+def serving(app) -> Iterator[int]:  # noqa: ANN001
+    """``app`` on a real uvicorn server on 127.0.0.1; yields its port."""
     port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(QueryService(matcher), token="t0k", crops_root=root),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
         time.sleep(0.05)
     try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def raw_request(port: int, head: str, body_chunks: Iterable[bytes] = ()) -> tuple[int, int]:
+    """Send ``head`` then body chunks until the server answers; (status, body bytes sent)."""
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(head.encode("latin-1"))
+        for chunk in body_chunks:
+            if select.select([conn], [], [], 0)[0]:  # answered: stop sending
+                break
+            try:
+                conn.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError, TimeoutError):
+                break
+            sent += len(chunk)
+        reply = b""
+        while b"\r\n" not in reply and (data := conn.recv(4096)):
+            reply += data
+    return int(reply.split(b" ")[1]), sent
+
+
+def test_api_refuses_before_reading_uploads(populated) -> None:
+    """No token: 401 from the headers, before a byte of a 200 MB body. A declared size over
+    the limit: 413 at once. A chunked body with no declared size: cut off at the limit."""
+    matcher, _, root = populated
+    app = create_app(QueryService(matcher, ColourEmbedder()), token="s3cret", crops_root=root)
+    head = "POST /api/search HTTP/1.1\r\nHost: x\r\n{}\r\n"
+    part = b'--b\r\nContent-Disposition: form-data; name="image"; filename="x.jpg"\r\n\r\n'
+    megabytes = itertools.chain([part], (b"\0" * 250_000 for _ in range(800)))
+    with serving(app) as port:
+        length = "Content-Length: 200000000\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        assert raw_request(port, head.format(length)) == (401, 0)
+        auth = "Authorization: Bearer s3cret\r\n"
+        assert raw_request(port, head.format(auth + length)) == (413, 0)
+        chunked = (
+            auth + "Transfer-Encoding: chunked\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        )
+        framed = (b"%x\r\n%s\r\n" % (len(c), c) for c in megabytes)
+        status, sent = raw_request(port, head.format(chunked), framed)
+        assert status == 413 and sent < 20_000_000  # 5 MB limit; socket buffers in flight
+
+
+def test_api_answers_hostile_input_with_clear_errors(populated) -> None:
+    matcher, _, root = populated
+    gate = threading.Event()
+
+    class GatedEmbedder(ColourEmbedder):
+        """Holds every search until the test opens the gate."""
+
+        def embed(self, crops):  # noqa: ANN001, ANN201
+            assert gate.wait(30)
+            return super().embed(crops)
+
+    service = QueryService(matcher, GatedEmbedder())
+    app = create_app(service, token="s3cret", crops_root=root)
+    client = TestClient(app)
+    auth = {"Authorization": "Bearer s3cret"}
+    gate.set()
+    bomb = client.post(
+        "/api/search", headers=auth, files={"image": ("b.png", png_claiming(10_000, 10_000))}
+    )
+    assert bomb.status_code == 422 and "10000x10000 pixels" in bomb.json()["detail"]
+    empty = client.post("/api/search", headers=auth, files={"image": ("e.jpg", b"")})
+    assert empty.status_code == 422 and "not a readable image" in empty.json()["detail"]
+    assert client.get("/api/crop", params={"path": "a\0b"}, headers=auth).status_code == 404
+    (root / "crops" / "events.jsonl").write_text("{}")
+    notes = client.get(
+        "/api/crop", params={"path": str(root / "crops" / "events.jsonl")}, headers=auth
+    )
+    assert notes.status_code == 404  # only images are served, whatever is under the root
+    png = root / "crops" / "p.png"
+    cv2.imwrite(str(png), np.zeros((8, 4, 3), np.uint8))
+    served = client.get("/api/crop", params={"path": str(png)}, headers=auth)
+    assert served.status_code == 200 and served.headers["content-type"] == "image/png"
+    unicode = {"Authorization": "Bearer s3crét".encode()}
+    assert client.get("/api/identities", headers=unicode).status_code == 401
+    assert client.get("/api/identities", params={"token": "s3crét"}).status_code == 401
+    # a search in progress does not hold up the event loop: /healthz answers meanwhile
+    gate.clear()
+    ok, jpeg = cv2.imencode(".jpg", np.full((80, 40, 3), (25, 25, 220), np.uint8))
+    with serving(app) as port:
+        url = f"http://127.0.0.1:{port}"
+        searching = threading.Thread(
+            target=httpx.post,
+            args=(f"{url}/api/search",),
+            kwargs={"headers": auth, "files": {"image": ("p.jpg", jpeg.tobytes())}, "timeout": 60},
+        )
+        searching.start()
+        time.sleep(0.5)
+        health = httpx.get(f"{url}/healthz", timeout=5)
+        gate.set()
+        searching.join(60)
+    assert health.status_code == 200
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A valid PNG header claiming ``width`` x ``height`` grey pixels, with a few rows of
+    data: what a decompression bomb looks like to anything that reads the header first."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    rows = zlib.compress(b"\0" * (width + 1) * 4)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
+def test_web_page_renders_identities_in_chromium(populated) -> None:
+    matcher, ids, root = populated
+    with serving(create_app(QueryService(matcher), token="t0k", crops_root=root)) as port:
         dom = subprocess.run(
             [
                 "chromium",
@@ -145,9 +263,6 @@ def test_web_page_renders_identities_in_chromium(populated) -> None:
             text=True,
             timeout=120,
         ).stdout
-    finally:
-        server.should_exit = True
-        thread.join(10)
     assert "2 identities" in dom
     for identity in ids.values():
         assert f'data-identity="{identity}"' in dom
