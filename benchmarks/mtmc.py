@@ -50,10 +50,10 @@ from pipeline.run_record import read_summaries, read_tracklets, write_identities
 from pipeline.runner import Pipeline
 from pipeline.scene import generate_scene
 from reid.config import load_yaml_settings
-from reid.export.onnx_export import scorer_path
 from reid.runtime import load_embedder
 from reid.runtime.clustering import camera_centred, pair_distances
 from reid.runtime.consistency import ConsistencyScorer
+from reid.runtime.metadata import scorer_path
 from reid.runtime.pair_scoring import AttentionScorer
 from reid.training.adapt import AdaptConfig, adapt
 

@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,13 +69,16 @@ class YoloDetector:
         self.device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
         # fp16 on CUDA ('quantize' replaced the older 'half' argument)
         self.precision = {"quantize": 16} if self.device.startswith("cuda") else {}
+        self.weights = weights
+        self.conf, self.iou, self.imgsz = conf, iou, imgsz
         try:
             self.model = YOLO(str(weights), task="detect")
             names = self.model.names if weights.suffix == ".pt" else None
+            # .onnx / .engine files are only opened by the first prediction: make it now,
+            # so a corrupt file is reported at start, not as a traceback mid-run
+            self.model.predict(np.zeros((32, 32, 3), np.uint8), **self._options(None))
         except Exception as exc:  # ultralytics raises many types for a bad file
             raise DetectorError(f"YOLO weights {weights} cannot be loaded: {exc}") from exc
-        self.weights = weights
-        self.conf, self.iou, self.imgsz = conf, iou, imgsz
         self.classes = self._person_ids(names or {}, person_classes)
 
     @staticmethod
@@ -93,19 +97,21 @@ class YoloDetector:
                 raise DetectorError(f"class {item!r} is not in the model's classes {names}")
         return ids
 
+    def _options(self, classes: list[int] | None) -> dict[str, Any]:
+        return {
+            "conf": self.conf,
+            "iou": self.iou,
+            "imgsz": self.imgsz,
+            "classes": classes,
+            "device": self.device,
+            "verbose": False,
+            **self.precision,
+        }
+
     def detect(
         self, frames: Sequence[np.ndarray], indices: Sequence[int] | None = None
     ) -> list[Detections]:
         if not frames:
             return []
-        results = self.model.predict(
-            list(frames),
-            conf=self.conf,
-            iou=self.iou,
-            imgsz=self.imgsz,
-            classes=self.classes,
-            device=self.device,
-            verbose=False,
-            **self.precision,
-        )
+        results = self.model.predict(list(frames), **self._options(self.classes))
         return [Detections(r.boxes.xyxy.cpu().numpy(), r.boxes.conf.cpu().numpy()) for r in results]

@@ -30,6 +30,7 @@ from pipeline.tracklets import TrackletBuilder, TrackletSummary
 from reid.export.fallback import imagenet_fallback
 from reid.runtime import Embedder, Embeddings, load_embedder
 from reid.runtime.consistency import ConsistencyScorer
+from reid.runtime.metadata import scorer_path
 from reid.runtime.pair_scoring import AttentionScorer
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ def build_embedder(config: PipelineConfig) -> tuple[Embedder, AttentionScorer | 
         return load_embedder(imagenet_fallback(FALLBACK_CACHE), "ort"), None
     path = Path(config.reid.model)
     embedder = load_embedder(path, config.reid.backend)
-    scorer_file = path.with_name(path.name.split(".")[0] + ".consistency.pt")
+    scorer_file = scorer_path(path)
     scorer = ConsistencyScorer.load(scorer_file).to_numpy() if scorer_file.is_file() else None
     if scorer is None:
         log.warning("no %s beside the model: matching is feature-only", scorer_file.name)

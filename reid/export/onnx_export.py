@@ -18,7 +18,7 @@ from reid.models.checkpoint import model_from_checkpoint
 from reid.preprocess import IMAGENET_MEAN, IMAGENET_STD, crops_to_tensor
 from reid.runtime.base import FEATURES, INPUT, PROJECTIONS
 from reid.runtime.consistency import ConsistencyScorer, fit_channel_basis
-from reid.runtime.metadata import ArtifactMetadata, sha256_of, write_metadata
+from reid.runtime.metadata import ArtifactMetadata, scorer_path, sha256_of, write_metadata
 
 log = logging.getLogger(__name__)
 OPSET = 17  # TensorRT 10 and 11 parse it fully; ONNX Runtime >= 1.14
@@ -49,12 +49,6 @@ class OnnxExport:
     onnx: Path
     scorer: Path
     metadata: ArtifactMetadata
-
-
-def scorer_path(artifact: str | Path) -> Path:
-    """Where the consistency scorer of a model artifact lives (beside it)."""
-    artifact = Path(artifact)
-    return artifact.with_name(artifact.name.split(".")[0] + ".consistency.pt")
 
 
 def export_onnx(

@@ -5,8 +5,6 @@ Checkpoints hold plain tensors and numbers only, so they load with ``weights_onl
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +26,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+    except Exception as exc:  # a text or foreign file fails in many ways (KeyError, ...)
         raise CheckpointError(
-            f"checkpoint {path} is corrupt or not a reid-train checkpoint: {exc}"
+            f"checkpoint {path} is corrupt or not a reid-train checkpoint: "
+            f"{type(exc).__name__}: {exc}"
         ) from exc
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} is not a reid-train checkpoint")

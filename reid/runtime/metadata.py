@@ -36,6 +36,33 @@ class ArtifactMetadata(BaseModel):
     max_batch: int | None = None
 
 
+ARTIFACT_SUFFIXES = (".consistency.pt", ".onnx", ".engine", ".pt")
+PRECISION_TAGS = (".int8", ".fp16", ".fp32")
+
+
+def model_stem(artifact: str | Path) -> Path:
+    """``m/casn.v2.int8.onnx`` -> ``m/casn.v2``: the name without its format suffix and
+    precision tag. A model's artifacts share it (``.pt``, ``.onnx``, ``.int8.onnx``,
+    ``.fp16.engine``, ``.consistency.pt``); dots elsewhere in the name are kept."""
+    artifact = Path(artifact)
+    name = artifact.name
+    for suffix in ARTIFACT_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            name = name.removesuffix(suffix)
+            break
+    for tag in PRECISION_TAGS:
+        if name.endswith(tag) and len(name) > len(tag):
+            name = name.removesuffix(tag)
+            break
+    return artifact.with_name(name)
+
+
+def scorer_path(artifact: str | Path) -> Path:
+    """Where the consistency scorer of a model artifact lives (beside it, one per model)."""
+    stem = model_stem(artifact)
+    return stem.with_name(stem.name + ".consistency.pt")
+
+
 def metadata_path(artifact: str | Path) -> Path:
     artifact = Path(artifact)
     return artifact.with_name(artifact.name + ".json")

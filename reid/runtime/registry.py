@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from reid.runtime.base import Embedder, EmbedderError
+from reid.runtime.metadata import model_stem, scorer_path
 
 BACKENDS: dict[str, str] = {"trt": ".engine", "ort": ".onnx", "torch": ".pt"}
 
@@ -16,7 +17,7 @@ def _torch(path: Path) -> Embedder:
 
     from reid.runtime.torch_backend import TorchEmbedder
 
-    scorer = path.with_name(path.name.split(".")[0] + ".consistency.pt")
+    scorer = scorer_path(path)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return TorchEmbedder.from_checkpoint(path, scorer if scorer.is_file() else None, device)
 
@@ -60,14 +61,14 @@ def auto_candidates(path: Path) -> list[tuple[str, Path]]:
     """Artifacts of the same model, fastest backend first: on a GPU ``<stem>.engine``
     (TensorRT), ``<stem>.onnx`` (ORT's CUDA provider) or the checkpoint ``<stem>.pt`` (torch
     fp16), whichever the machine can run; then on the CPU the ``.onnx``, then the ``.pt``."""
-    stem = path.with_name(path.name.split(".")[0])
+    stem = model_stem(path)
     order = [("trt", ".engine")] if tensorrt_usable() else []
     if ort_cuda_usable():
         order.append(("ort", ".onnx"))
     if torch_cuda_usable():
         order.append(("torch", ".pt"))
     order += [(name, suffix) for name, suffix in (("ort", ".onnx"), ("torch", ".pt"))]
-    found = [(name, stem.with_suffix(suffix)) for name, suffix in order]
+    found = [(name, stem.with_name(stem.name + suffix)) for name, suffix in order]
     return [(name, p) for name, p in found if p.is_file()] or [(None, path)]  # type: ignore[list-item]
 
 

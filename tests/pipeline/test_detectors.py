@@ -76,6 +76,10 @@ def test_missing_or_corrupt_weights_are_clear_errors(tmp_path: Path) -> None:
     bad.write_bytes(b"garbage")
     with pytest.raises(DetectorError, match="cannot be loaded"):
         build_detector("yolo", bad)
+    garbage_onnx = tmp_path / "bad.onnx"  # used to fail mid-run, at the first frame
+    garbage_onnx.write_bytes(b"garbage")
+    with pytest.raises(DetectorError, match="bad.onnx cannot be loaded"):
+        build_detector("yolo", garbage_onnx)
     with pytest.raises(DetectorError, match="must be one of"):
         build_detector("yolo", tmp_path / "weights.txt")
     with pytest.raises(DetectorError, match="valid kinds"):

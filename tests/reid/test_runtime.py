@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import threading
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from reid.models import CASN
 from reid.runtime import CropBatcher, EmbedderError, load_embedder
 from reid.runtime.consistency import ConsistencyScorer, fit_channel_basis
 from reid.runtime.cuda_graphs import GraphedForward
-from reid.runtime.metadata import metadata_path
+from reid.runtime.metadata import metadata_path, model_stem, scorer_path
 from reid.runtime.onnx_backend import OrtEmbedder
 from reid.runtime.registry import ort_cuda_usable
 from reid.runtime.torch_backend import TorchEmbedder
@@ -125,6 +126,10 @@ def test_auto_backend_and_clear_errors(
     metadata_path(corrupt).write_text(metadata_path(exported).read_text())
     with pytest.raises(EmbedderError, match="cannot be loaded"):
         OrtEmbedder(corrupt)
+    text = tmp_path / "notes.pt"  # a text file named .pt used to be a KeyError traceback
+    text.write_text("hello")
+    with pytest.raises(EmbedderError, match="notes.pt is corrupt or not a reid-train"):
+        load_embedder(text, "torch")
     lonely = tmp_path / "lonely.onnx"
     lonely.write_bytes(exported.read_bytes())
     with pytest.raises(EmbedderError, match="metadata file"):
@@ -201,6 +206,25 @@ def test_tensorrt_fp16_engine_parity_and_target_check(
     meta_file.write_text(json.dumps(meta))
     with pytest.raises(EmbedderError, match=r"built with TensorRT 1\.0\.0, this machine has"):
         TensorRTEmbedder(build.engine)
+
+
+def test_model_names_with_dots_keep_their_artifacts_together(
+    exported: Path, tmp_path: Path, crops
+) -> None:
+    """`reid.model: m/casn.v2.onnx` used to be cut at its first dot ("no model")."""
+    assert model_stem("m/casn.v2.int8.onnx") == Path("m/casn.v2")
+    assert model_stem("m/casn.v2.fp16.engine") == Path("m/casn.v2")
+    assert scorer_path("m/casn.v2.pt") == Path("m/casn.v2.consistency.pt")
+    assert scorer_path("casn.consistency.pt") == Path("casn.consistency.pt")
+    for src, dst in (
+        (exported, "casn.v2.onnx"),
+        (metadata_path(exported), "casn.v2.onnx.json"),
+        (scorer_path(exported), "casn.v2.consistency.pt"),
+    ):
+        shutil.copy(src, tmp_path / dst)
+    embedder = load_embedder(tmp_path / "casn.v2.onnx")
+    assert embedder.embed(crops).features.shape[0] == len(crops)
+    assert scorer_path(tmp_path / "casn.v2.onnx").is_file()
 
 
 @pytest.mark.gpu
