@@ -143,7 +143,7 @@ def run(
         if config.metrics_port is not None:
             from pipeline.metrics import serve_metrics
 
-            serve_metrics(pipeline.state, config.metrics_port)
+            serve_metrics(pipeline.state, config.metrics_port, config.metrics_host)
         if live_table:
             with Live(camera_table(pipeline.state), console=console, refresh_per_second=2) as live:
                 summary = pipeline.run(stop, lambda s: live.update(camera_table(s)))
@@ -196,7 +196,7 @@ def matcher(
         if metrics_port is not None:
             from pipeline.metrics import serve_worker_metrics
 
-            serve_worker_metrics(worker, metrics_port)
+            serve_worker_metrics(worker, metrics_port, config.metrics_host)
         _on_signals(stop)
         idle_since = time.monotonic()
         while not stop.is_set():

@@ -93,6 +93,11 @@ class PipelineConfig(Settings):
     redis: RedisConfig = RedisConfig()
     outputs: OutputConfig = OutputConfig()
     metrics_port: int | None = Field(None, ge=0, le=65535, description="Prometheus; None: off")
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="address /metrics listens on; 0.0.0.0 lets a Prometheus on another host "
+        "(or outside the container) scrape it",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineConfig:

@@ -83,10 +83,10 @@ class WorkerCollector(Collector):
         )
 
 
-def serve_worker_metrics(worker: MatcherWorker, port: int) -> None:
+def serve_worker_metrics(worker: MatcherWorker, port: int, host: str = "127.0.0.1") -> None:
     registry = CollectorRegistry()
     registry.register(WorkerCollector(worker))
-    start_http_server(port, registry=registry)
+    start_http_server(port, addr=host, registry=registry)
 
 
 def metrics_registry(state: RunState) -> CollectorRegistry:
@@ -95,6 +95,6 @@ def metrics_registry(state: RunState) -> CollectorRegistry:
     return registry
 
 
-def serve_metrics(state: RunState, port: int) -> None:
-    """Serve ``/metrics`` on ``port`` (a daemon thread)."""
-    start_http_server(port, registry=metrics_registry(state))
+def serve_metrics(state: RunState, port: int, host: str = "127.0.0.1") -> None:
+    """Serve ``/metrics`` on ``host:port`` (a daemon thread)."""
+    start_http_server(port, addr=host, registry=metrics_registry(state))

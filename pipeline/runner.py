@@ -27,6 +27,7 @@ from pipeline.outputs import RunOutputs
 from pipeline.sources import CameraReader, Frame, SourceStats
 from pipeline.tracking import CameraTracker
 from pipeline.tracklets import TrackletBuilder, TrackletSummary
+from reid.config import ConfigError
 from reid.export.fallback import imagenet_fallback
 from reid.runtime import Embedder, Embeddings, load_embedder
 from reid.runtime.consistency import ConsistencyScorer
@@ -140,6 +141,12 @@ class Pipeline:
     ) -> None:
         """``publish_only``: scale-out camera worker; tracklets go to the Redis inbox stream
         for ``reid-pipeline matcher`` processes instead of being matched here."""
+        if publish_only and config.redis.url is None:
+            raise ConfigError(
+                "a publish-only worker hands its tracklets to `reid-pipeline matcher` processes "
+                "through a shared Redis: give its URL (--redis or redis.url); an embedded Redis "
+                "would be private to this process"
+            )
         self.config = config
         det = config.detector
         options: dict[str, Any] = {}

@@ -7,7 +7,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ def connect(
     retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries)
     if url is None:
         return _embedded(Path(embedded_dir))
+    _refuse_wrong_credentials(url)
     try:
         client = redis.Redis.from_url(
             url,
@@ -52,16 +53,40 @@ def connect(
             health_check_interval=30,
         )
         client.ping()
+    except redis.AuthenticationError as exc:  # before RETRY_ERRORS: it is a ConnectionError
+        raise _rejected(url, exc) from exc
     except RETRY_ERRORS as exc:
         raise RedisUnavailable(
             f"Redis at {redacted(url)} is unreachable: {exc}. Check the URL, or leave it out "
             "to use the embedded server."
         ) from exc
-    except redis.AuthenticationError as exc:
-        raise RedisUnavailable(f"Redis at {redacted(url)} rejected the credentials: {exc}") from exc
     except ValueError as exc:
         raise RedisUnavailable(f"{redacted(url)} is not a Redis URL: {exc}") from exc
     return client
+
+
+def _rejected(url: str, exc: Exception) -> RedisUnavailable:
+    return RedisUnavailable(
+        f"Redis at {redacted(url)} rejected the credentials: {exc}. Check the password "
+        "(redis://:PASSWORD@host:port/db) or user in the URL."
+    )
+
+
+def _refuse_wrong_credentials(url: str) -> None:
+    """One try, no retries: a wrong password is final, and redis-py would otherwise retry it
+    as a connection error for many seconds and call it unreachable."""
+    try:
+        probe = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=5)
+    except ValueError:
+        return  # reported with the full client's error below
+    try:
+        probe.ping()
+    except redis.AuthenticationError as exc:
+        raise _rejected(url, exc) from exc
+    except RETRY_ERRORS:
+        pass  # perhaps still starting: the retrying client waits for it
+    finally:
+        probe.close()
 
 
 def _embedded(folder: Path) -> redis.Redis:

@@ -75,7 +75,7 @@ def test_shipped_cams_yaml_validates_and_matches_the_configmap() -> None:
     env = env_example()
     named = {c for g in groups for c in env[g].split(",")}
     assert named == {c.id for c in config.cameras}  # every camera in exactly one group
-    assert config.metrics_port == 9108
+    assert config.metrics_port == 9108 and config.metrics_host == "0.0.0.0"  # scraped
 
 
 @pytest.mark.parametrize("container", k8s_containers(), ids=lambda c: f"{c['_file']}:{c['name']}")

@@ -27,12 +27,15 @@ def _executable() -> str:
 
 
 class RedisServer:
-    """``redis-server`` on a free port with its data (AOF) in ``folder``."""
+    """``redis-server`` on a free port with its data (AOF) in ``folder``; ``password``
+    sets ``requirepass`` (and goes into :attr:`url`)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, password: str | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self.args = [
             _executable(),
             "--port",
@@ -43,6 +46,7 @@ class RedisServer:
             "yes",
             "--save",
             "",
+            *(["--requirepass", password] if password else []),
         ]
         self.process: subprocess.Popen | None = None
 
@@ -50,7 +54,12 @@ class RedisServer:
         self.process = subprocess.Popen(self.args, stdout=subprocess.DEVNULL)
         for _ in range(100):
             try:
-                redis.Redis(port=self.port, socket_connect_timeout=0.5, retry_on_error=[]).ping()
+                redis.Redis(
+                    port=self.port,
+                    password=self.password,
+                    socket_connect_timeout=0.5,
+                    retry_on_error=[],
+                ).ping()
                 return self
             except redis.ConnectionError:
                 time.sleep(0.05)

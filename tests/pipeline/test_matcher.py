@@ -5,15 +5,24 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from pipeline.matcher import Matcher, MatcherConfig, Tracklet, TrackletError, TransitRule
+from pipeline.matcher import (
+    Matcher,
+    MatcherConfig,
+    Tracklet,
+    TrackletError,
+    TransitRule,
+    connect,
+)
 from pipeline.matcher.keys import Keys
 from reid.models import CASN
 from reid.runtime.consistency import ConsistencyScorer, fit_channel_basis
+from tests.pipeline.servers import RedisServer
 
 pytestmark = pytest.mark.redis
 DIM = 64
@@ -137,6 +146,22 @@ def test_malformed_tracklets_are_clear_errors() -> None:
         Tracklet("cam1", 1, 0.0, 1.0, good, attention=np.zeros((2, 4, 3, 3)))
     with pytest.raises(TrackletError, match="camera_id"):
         Tracklet("", 1, 0.0, 1.0, good)
+
+
+def test_wrong_redis_password_is_named_as_such(tmp_path: Path) -> None:
+    """It used to be retried as a connection error and reported as 'unreachable'."""
+    from pipeline.matcher import RedisUnavailable
+
+    server = RedisServer(tmp_path / "redis", password="right").start()
+    try:
+        wrong = server.url.replace(":right@", ":wrong@")
+        with pytest.raises(RedisUnavailable, match=r":\*\*\*@.* rejected the credentials"):
+            connect(wrong)
+        with pytest.raises(RedisUnavailable, match="rejected the credentials"):
+            connect(server.url.replace(":right@", ""))  # none given
+        assert connect(server.url).ping()
+    finally:
+        server.stop()
 
 
 def test_unreachable_redis_is_a_clear_error() -> None:

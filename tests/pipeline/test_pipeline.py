@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from pathlib import Path
@@ -15,9 +16,9 @@ from pipeline.config import load_pipeline_config
 from pipeline.evaluation import evaluate_mtmc
 from pipeline.matcher import RedisUnavailable
 from pipeline.matcher.keys import Keys
-from pipeline.metrics import metrics_registry
+from pipeline.metrics import metrics_registry, serve_metrics
 from pipeline.rematch import rematch
-from pipeline.runner import SESSION_SPAN, Pipeline
+from pipeline.runner import SESSION_SPAN, Pipeline, RunState
 from pipeline.scene import generate_scene
 from reid.config import ConfigError
 from reid.data.datasets import site
@@ -118,6 +119,34 @@ def test_config_errors_name_the_field(tmp_path: Path) -> None:
         load_pipeline_config(bad)
     result = CliRunner().invoke(app, ["--cameras", str(tmp_path / "missing.yaml")])
     assert result.exit_code == 2 and "file not found" in " ".join(result.output.split())
+
+
+def test_publish_only_needs_a_shared_redis(tmp_path: Path) -> None:
+    """It used to publish into a private embedded Redis and exit 0."""
+    cams = tmp_path / "cams.yaml"
+    cams.write_text("cameras:\n  - id: a\n    source: nowhere.mp4\ndetector:\n  kind: hog\n")
+    result = CliRunner().invoke(app, ["--cameras", str(cams), "--publish-only", "--no-live-table"])
+    message = " ".join(result.output.split())
+    assert result.exit_code == 2 and "give its URL (--redis or redis.url)" in message
+
+
+def test_metrics_listen_where_configured(tmp_path: Path) -> None:
+    """Loopback by default (it used to be every interface, with no way to change it)."""
+    cams = tmp_path / "cams.yaml"
+    cams.write_text("cameras:\n  - id: a\n    source: x.mp4\n")
+    assert load_pipeline_config(cams).metrics_host == "127.0.0.1"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    state = RunState({})
+    serve_metrics(state, port)
+    with socket.create_connection(("127.0.0.1", port), timeout=5):
+        pass  # listening on loopback
+    addresses = {a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
+    outside = sorted(a for a in addresses if not a.startswith("127."))
+    if outside:  # an interface other than loopback: nothing listens there
+        with pytest.raises(OSError):
+            socket.create_connection((outside[0], port), timeout=2)
 
 
 def test_unreachable_camera_file_is_reported(tmp_path: Path) -> None:
