@@ -200,7 +200,8 @@ def matcher(
         _on_signals(stop)
         idle_since = time.monotonic()
         while not stop.is_set():
-            if worker.matcher.call_with_retry(worker.step, 500):
+            decisions = worker.matcher.call_with_retry(worker.step, 500)
+            if decisions or worker.barrier is not None:  # waiting on a dead one is not idle
                 idle_since = time.monotonic()
             elif exit_when_idle is not None and time.monotonic() - idle_since > exit_when_idle:
                 break

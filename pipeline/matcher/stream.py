@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import deque
 
 import redis
@@ -140,6 +141,20 @@ class MatcherWorker:
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        # entries read but not acknowledged when this consumer starts may be a dead
+        # predecessor's: they are older than anything new, so they are decided first
+        pending = self.redis.xpending(self.keys.inbox, GROUP)
+        self.barrier: bytes | None = pending["max"] if pending["pending"] else None
+
+    def _predecessors_pending(self) -> bool:
+        """Whether entries pending at start-up are still pending (a live consumer acks its
+        own in milliseconds; a dead one's are claimed after ``claim_idle_ms``)."""
+        if self.barrier is None:
+            return False
+        if self.redis.xpending_range(self.keys.inbox, GROUP, "-", self.barrier, 1):
+            return True
+        self.barrier = None
+        return False
 
     def _handle(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[Decision]:
         decisions = []
@@ -184,13 +199,17 @@ class MatcherWorker:
         return int(self.redis.xtrim(self.keys.inbox, minid=f"{ms}-{seq}"))
 
     def step(self, block_ms: int = 1000) -> list[Decision]:
-        """Process stale pending entries of dead consumers, then new entries; then drop the
-        entries everyone is done with (:meth:`trim`)."""
+        """Process stale pending entries of dead consumers, then new entries (none until the
+        entries pending when this consumer started are decided); then drop the entries
+        everyone is done with (:meth:`trim`)."""
         before = self.processed
         _, claimed, *_ = self.redis.xautoclaim(
             self.keys.inbox, GROUP, self.consumer, self.claim_idle_ms, "0-0", count=self.batch
         )
         decisions = self._handle(claimed)
+        if self._predecessors_pending():  # new entries wait until those are decided
+            time.sleep(min(block_ms, self.claim_idle_ms) / 4000)
+            return decisions
         reply = self.redis.xreadgroup(
             GROUP, self.consumer, {self.keys.inbox: ">"}, count=self.batch, block=block_ms
         )

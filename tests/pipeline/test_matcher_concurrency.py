@@ -93,6 +93,31 @@ def test_killed_consumer_entries_are_claimed(redis_url: str, namespace: str) -> 
     assert doomed.processed == 0
 
 
+def test_a_successor_decides_its_predecessors_entries_before_new_ones(
+    redis_url: str, namespace: str
+) -> None:
+    """A matcher started after another died reads nothing new until the dead one's entries
+    are claimed and decided (it used to decide later tracklets first: a link became a new
+    identity)."""
+    client = redis.Redis.from_url(redis_url)
+    inbox = Keys(namespace).inbox
+    publisher = TrackletPublisher(client, namespace)
+    tracklets = scene()[:6]
+    for t in tracklets[:3]:
+        assert publisher.publish(t)
+    MatcherWorker(Matcher(redis_url, namespace), "dead", claim_idle_ms=300)
+    client.xreadgroup(GROUP, "dead", {inbox: ">"}, count=3)  # read, then killed
+    for t in tracklets[3:]:
+        assert publisher.publish(t)
+    successor = MatcherWorker(Matcher(redis_url, namespace), "next", claim_idle_ms=300)
+    assert successor.step(block_ms=50) == [] and successor.processed == 0
+    assert client.xinfo_groups(inbox)[0]["lag"] == 3  # the new entries are not read yet
+    time.sleep(0.35)
+    decisions = successor.step(block_ms=50)
+    assert len(decisions) == 6 and successor.barrier is None
+    assert client.xpending(inbox, GROUP)["pending"] == 0
+
+
 def test_redis_restart_mid_run_loses_nothing(tmp_path: Path) -> None:
     server = RedisServer(tmp_path).start()
     url = server.url
@@ -177,10 +202,11 @@ def test_acknowledged_inbox_entries_are_trimmed_pending_ones_kept(
         assert publisher.publish(t)
     keys = Keys(namespace)
     slow = MatcherWorker(Matcher(redis_url, namespace), "slow", batch=2)
+    # both running before anything is pending (a consumer started later waits for them)
+    fast = MatcherWorker(Matcher(redis_url, namespace), "fast", claim_idle_ms=60_000, batch=10)
     client.xreadgroup(GROUP, "slow", {keys.inbox: ">"}, count=2)  # read, not yet acknowledged
     for t in tracklets[4:]:
         assert publisher.publish(t)
-    fast = MatcherWorker(Matcher(redis_url, namespace), "fast", claim_idle_ms=60_000, batch=10)
     fast.step(block_ms=100)
     assert fast.processed == 6
     assert client.xlen(keys.inbox) == 8  # the slow consumer's 2 pending hold the rest back
