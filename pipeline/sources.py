@@ -83,6 +83,15 @@ class _Capture:
         self.fps = fps or self.cap.get(cv2.CAP_PROP_FPS) or 25.0
         self.frame_count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT)) if self.kind == "file" else 0
 
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the frames; (0, 0) where the source does not say."""
+        if self.kind == "folder":
+            first = cv2.imread(str(self.files[0]))
+            return (0, 0) if first is None else (first.shape[1], first.shape[0])
+        return int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(
+            self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT)
+        )
+
     def read(self) -> tuple[str, np.ndarray | None, float]:
         self.index += 1
         if self.kind == "folder":
@@ -150,7 +159,10 @@ class CameraReader:
 
     def _open_first(self) -> _Capture | None:
         try:
-            return _Capture(self.source, None, self.start_time)
+            capture = _Capture(self.source, None, self.start_time)
+            if self.crop is not None:
+                self._check_crop(*capture.size())
+            return capture
         except SourceError as exc:
             if not self.live:
                 raise SourceError(f"camera {self.camera_id}: {exc}") from exc
@@ -185,8 +197,19 @@ class CameraReader:
                 except queue.Empty:
                     pass
 
+    def _check_crop(self, width: int, height: int) -> None:
+        """A virtual camera's crop must lie inside the frame: outside it the camera would
+        see nothing, partly outside it would silently see less than configured."""
+        x, y, w, h = self.crop  # type: ignore[misc]
+        if width and height and (x + w > width or y + h > height):
+            raise SourceError(
+                f"crop [x={x}, y={y}, w={w}, h={h}] extends past the {width}x{height} frame "
+                f"(x + w <= {width} and y + h <= {height} are needed)"
+            )
+
     def _frame(self, image: np.ndarray, index: int, stamp: float) -> Frame:
         if self.crop is not None:
+            self._check_crop(image.shape[1], image.shape[0])  # a stream may change size
             x, y, w, h = self.crop
             image = image[y : y + h, x : x + w]
         return Frame(self.camera_id, index, stamp + self.time_offset, image)

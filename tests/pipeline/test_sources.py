@@ -72,6 +72,18 @@ def test_unopenable_file_is_a_clear_error(tmp_path: Path) -> None:
         CameraReader("c1", str(empty))
 
 
+@pytest.mark.parametrize("crop", [(100, 0, 20, 20), (50, 40, 30, 20)])
+def test_a_crop_outside_the_frame_is_a_clear_error(tmp_path: Path, crop) -> None:  # noqa: ANN001
+    """Wholly outside it crashed the run later; partly outside it was silently cut."""
+    video = write_video(tmp_path / "v.avi", 3)  # 64x48
+    with pytest.raises(SourceError, match=r"camera c1: crop \[x=.*past the 64x48 frame"):
+        CameraReader("c1", str(video), crop=crop)
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / f"{i}.jpg"), np.zeros((48, 64, 3), np.uint8))
+    with pytest.raises(SourceError, match="past the 64x48 frame"):
+        CameraReader("c1", str(tmp_path), crop=crop)
+
+
 def test_live_source_drops_oldest_when_behind(tmp_path: Path) -> None:
     video = write_video(tmp_path / "v.avi", 30)
     reader = CameraReader("cam", str(video), queue_size=3, live=True, max_reconnects=0).start()
