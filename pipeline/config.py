@@ -58,6 +58,14 @@ class TrackletConfig(Settings):
     summary_every_s: float = Field(5.0, gt=0)
     min_boxes: int = Field(3, ge=1)
     min_height: int = Field(48, ge=8)
+    min_motion: float = Field(
+        0.5,
+        ge=0.0,
+        description="a track whose centre never moves this many box heights and whose box is "
+        "not upright (see min_aspect) is a static object, not a person: it founds no "
+        "identity; 0 turns the check off",
+    )
+    min_aspect: float = Field(1.0, ge=0.0, description="upright: median height/width at least")
 
 
 class ReidConfig(Settings):

@@ -202,18 +202,7 @@ class Pipeline:
             for cid, r in self.readers.items()
         }
         tl = config.tracklets
-        self.builders = {
-            cid: TrackletBuilder(
-                cid,
-                tl.best_k,
-                tl.lost_after_s,
-                tl.finish_after_s,
-                tl.summary_every_s,
-                tl.min_boxes,
-                tl.min_height,
-            )
-            for cid in self.readers
-        }
+        self.builders = {cid: TrackletBuilder(cid, **tl.model_dump()) for cid in self.readers}
         self.outputs = RunOutputs(
             config.outputs.dir, config.outputs, list(self.readers), config.matcher.overlapping
         )

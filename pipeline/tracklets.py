@@ -47,6 +47,17 @@ class _State:
         if len(self.path) > PATH_KEEP:
             self.path = self.path[:-1:2] + self.path[-1:]
 
+    def static_object(self, min_motion: float, min_aspect: float) -> bool:
+        """Never moved (centre range under ``min_motion`` median box heights) and never
+        upright (median height/width under ``min_aspect``): a thing on the ground, not a
+        person, whatever the detector's class said."""
+        boxes = np.asarray(self.path)[:, 1:]
+        width, height = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+        centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+        moved = np.ptp(centres, axis=0).max() >= min_motion * max(np.median(height), 1.0)
+        upright = np.median(height / np.maximum(width, 1.0)) >= min_aspect
+        return not moved and not upright
+
     def path_summary(self) -> np.ndarray:
         """Up to PATH_POINTS boxes evenly spaced along the track (first and last kept)."""
         keep = np.unique(np.linspace(0, len(self.path) - 1, PATH_POINTS).round().astype(int))
@@ -63,6 +74,9 @@ class TrackletBuilder:
         summary_every_s: period of summaries while active.
         min_boxes: tracks shorter than this are noise and never summarised.
         min_height: boxes smaller than this (pixels) are not kept as crops.
+        min_motion, min_aspect: a track that never moves ``min_motion`` box heights and is
+            never upright (``min_aspect``) is a static object and never summarised
+            (``min_motion=0``: no check).
     """
 
     def __init__(
@@ -74,6 +88,8 @@ class TrackletBuilder:
         summary_every_s: float = 5.0,
         min_boxes: int = 3,
         min_height: int = 48,
+        min_motion: float = 0.5,
+        min_aspect: float = 1.0,
     ) -> None:
         self.camera_id, self.best_k = camera_id, best_k
         self.lost_after_s, self.finish_after_s = lost_after_s, finish_after_s
@@ -82,6 +98,7 @@ class TrackletBuilder:
             min_boxes,
             min_height,
         )
+        self.min_motion, self.min_aspect = min_motion, min_aspect
         self.tracks: dict[int, _State] = {}
         self._counter = 0
 
@@ -131,10 +148,15 @@ class TrackletBuilder:
             state.path_summary(),
         )
 
+    def _usable(self, state: _State) -> bool:
+        if state.boxes < self.min_boxes or not state.best:
+            return False
+        return not (self.min_motion and state.static_object(self.min_motion, self.min_aspect))
+
     def _due(self, now: float) -> list[TrackletSummary]:
         out = []
         for track_id, state in list(self.tracks.items()):
-            usable = state.boxes >= self.min_boxes and state.best
+            usable = self._usable(state)
             if now - state.last_seen >= self.finish_after_s:
                 del self.tracks[track_id]
                 if usable:  # always: it also releases the cached embeddings of its crops
@@ -153,9 +175,7 @@ class TrackletBuilder:
     def flush(self) -> list[TrackletSummary]:
         """Final summaries of every open track (end of input or shutdown)."""
         out = [
-            self._summary(tid, s, final=True)
-            for tid, s in self.tracks.items()
-            if s.boxes >= self.min_boxes and s.best
+            self._summary(tid, s, final=True) for tid, s in self.tracks.items() if self._usable(s)
         ]
         self.tracks.clear()
         return out

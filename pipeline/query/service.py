@@ -9,7 +9,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from pipeline.matcher import IdentityReader, Matcher, Sighting
 from reid.runtime import Embedder
@@ -31,7 +31,8 @@ def decode_upload(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray
             width, height = header.size
     except Image.DecompressionBombError as exc:  # Pillow's own, far higher, limit
         raise QueryError(f"the upload has too many pixels: {exc}") from None
-    except (UnidentifiedImageError, OSError, ValueError):
+    except Exception:  # noqa: BLE001 - Pillow's errors, and whatever a plugin (or a patch of
+        # Image.open, as ultralytics installs in processes that import it) raises instead
         raise QueryError("the upload is not a readable image (JPEG, PNG, ...)") from None
     if width * height > max_pixels:
         raise QueryError(

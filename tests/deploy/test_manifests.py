@@ -35,6 +35,13 @@ def substitute(text: str) -> str:
     return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: env.get(m[1], m[2] or ""), text)
 
 
+def _bytes(size: str) -> int:
+    """'3gb' (Redis) or '4Gi' (Kubernetes) -> bytes."""
+    number, unit = re.fullmatch(r"(\d+)\s*([a-zA-Z]*)", size).groups()  # type: ignore[union-attr]
+    scale = {"": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "ki": 1024, "mi": 1024**2}
+    return int(number) * {**scale, "gi": 1024**3}[unit.lower()]
+
+
 def parse_command(program: str, args: list[str]) -> None:
     """Parse ``args`` with the real CLI; unknown commands or options raise click errors."""
     command = typer.main.get_command(PROGRAMS[program])
@@ -81,6 +88,11 @@ def test_shipped_cams_yaml_validates_and_matches_the_configmap() -> None:
 @pytest.mark.parametrize("container", k8s_containers(), ids=lambda c: f"{c['_file']}:{c['name']}")
 def test_k8s_commands_exist_and_probes_use_declared_ports(container: dict) -> None:
     if container["image"].startswith("redis"):
+        args = container["args"]
+        assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
+        maxmemory = _bytes(args[args.index("--maxmemory") + 1])
+        limit = _bytes(container["resources"]["limits"]["memory"])
+        assert maxmemory <= 0.8 * limit  # headroom for the AOF rewrite's fork
         return
     program = container.get("command", ["reid-pipeline"])[0]
     parse_command(program, container["args"])
@@ -107,6 +119,8 @@ def test_compose_services_run_real_commands() -> None:
     assert {"redis", "worker-a", "worker-b", "matcher", "query"} <= set(services)
     assert "--requirepass" in services["redis"]["command"]
     assert "--appendonly" in services["redis"]["command"]
+    command = services["redis"]["command"]
+    assert command[command.index("--maxmemory") + 1] and "noeviction" in command
     for name, service in services.items():
         if name == "redis":
             continue

@@ -101,6 +101,30 @@ def test_short_tracks_are_noise_and_flush_closes_the_rest() -> None:
     assert [(s.track_id, s.final) for s in builder.flush()] == [(2, True)]
 
 
+def test_a_static_thing_on_the_ground_founds_no_identity() -> None:
+    """The vtest demo's yellow object on the grass was boxed for 80 s and became an
+    identity. Never moving and never upright: no summary. A person standing still (upright)
+    and a wide box that moves are kept; min_motion=0 turns the check off."""
+    image = np.zeros((300, 300, 3), np.uint8)
+    lying = np.array([100, 200, 180, 230], np.float32)  # 80 wide, 30 tall
+    standing = np.array([20, 40, 50, 140], np.float32)
+
+    def summaries(builder: TrackletBuilder, step_box) -> list[int]:  # noqa: ANN001
+        for step in range(30):
+            builder.update(_frame(step * 0.1, image), [Track(1, step_box(step), 0.9)])
+        return [s.track_id for s in builder.flush()]
+
+    def jitter(box: np.ndarray):  # noqa: ANN202 - detector noise of a pixel or two
+        return lambda step: box + np.float32(step % 3 - 1)
+
+    assert summaries(TrackletBuilder("cam", min_height=20), jitter(lying)) == []
+    assert summaries(TrackletBuilder("cam", min_height=20), jitter(standing)) == [1]
+    crawling = lambda step: lying + np.float32([3 * step, 0, 3 * step, 0])  # noqa: E731
+    assert summaries(TrackletBuilder("cam", min_height=20), crawling) == [1]
+    off = TrackletBuilder("cam", min_height=20, min_motion=0.0)
+    assert summaries(off, jitter(lying)) == [1]
+
+
 def test_crop_quality_prefers_large_sharp_whole_unoccluded_people() -> None:
     rng = np.random.default_rng(1)
     sharp = rng.integers(0, 255, (160, 60, 3), np.uint8)
