@@ -37,13 +37,17 @@ def main() -> None:
     parser.add_argument("--retention-s", type=float, default=20.0)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--sample-s", type=float, default=10.0)
+    parser.add_argument("--events-cap", type=int, default=5000)
     parser.add_argument("--redis", default=None, help="Redis URL; default: embedded")
     args = parser.parse_args()
     namespace = f"soak-{uuid.uuid4().hex[:8]}"
-    config = MatcherConfig(retention_s=args.retention_s)
+    # a small events cap, reached within the run: the stream is capped, not expired
+    config = MatcherConfig(retention_s=args.retention_s, events_maxlen=args.events_cap)
     matcher = Matcher(args.redis, namespace, config)
     rng = np.random.default_rng(0)
     samples: list[tuple[float, int, float, float, int]] = []
+    prefix = matcher.keys.prefix
+    shared: dict[str, int] = {}
     started = last_sample = time.monotonic()
     footage, person = 0.0, 0
     try:
@@ -59,8 +63,14 @@ def main() -> None:
             if time.monotonic() - last_sample >= args.sample_s:
                 last_sample = time.monotonic()
                 used = matcher.redis.info("memory")["used_memory"] / 2**20
-                keys = sum(1 for _ in matcher.redis.scan_iter(f"{namespace}:*", count=1000))
+                keys = sum(1 for _ in matcher.redis.scan_iter(f"{prefix}:*", count=1000))
                 samples.append((last_sample - started, person, rss_mb(), used, keys))
+                shared = {
+                    "identities": matcher.redis.zcard(matcher.keys.identities),
+                    "tracklets": matcher.redis.zcard(matcher.keys.tracklets),
+                    "tracklets_seen": matcher.redis.zcard(matcher.keys.tracklets_seen),
+                    "events": matcher.redis.xlen(matcher.keys.events),
+                }
     finally:
         matcher.clear()
     table = Table(title=f"soak: retention {args.retention_s:g} s, D={args.dim}")
@@ -69,6 +79,7 @@ def main() -> None:
     for t, people, rss, used, keys in samples:
         table.add_row(f"{t:.0f}", str(people), f"{rss:.1f}", f"{used:.1f}", str(keys))
     Console().print(table)
+    print("entries in the shared keys at the end:", shared)
     if len(samples) < 3:
         raise SystemExit("too few samples: run longer (--minutes) or sample more often")
     third = len(samples) // 3

@@ -216,6 +216,7 @@ class Gallery(IdentityReader):
                 keys.tracklet(tracklet.camera_id, tracklet.track_id),
                 keys.events,
                 keys.tracklets,
+                keys.tracklets_seen,
             ],
             args=[
                 expected,

@@ -12,6 +12,7 @@ them together on Redis Cluster; ``v1`` versions the layout)::
     {ns}:v1:tracklet:<cam>:<trk>  HASH   identity, camera, track, start, end, member,
                                          vector (f32 mean exemplar, for re-association)
     {ns}:v1:tracklets             ZSET   "<cam>:<trk>" -> end time (re-association window)
+    {ns}:v1:tracklets_seen        ZSET   "<cam>:<trk>" -> when recorded (unix s): retention
     {ns}:v1:calibration           HASH   the site's learned link threshold (re-association)
     {ns}:v1:sessions              INT    runs started in this namespace (unique track ids)
     {ns}:v1:topology              HASH   "<src>\t<dst>" -> JSON transit times of confident links
@@ -48,6 +49,10 @@ class Keys:
     @property
     def tracklets(self) -> str:
         return f"{self.prefix}:tracklets"
+
+    @property
+    def tracklets_seen(self) -> str:
+        return f"{self.prefix}:tracklets_seen"
 
     @property
     def calibration(self) -> str:

@@ -105,13 +105,28 @@ def test_all_state_has_a_ttl_and_expires(redis_url: str, namespace: str) -> None
     matcher = Matcher(redis_url, namespace, MatcherConfig(retention_s=4))
     identity = matcher.submit(Tracklet("cam1", 1, 0.0, 1.0, views(person(1), 1)))
     keys = list(matcher.redis.scan_iter(Keys(namespace).pattern()))
-    assert len(keys) == 8  # version, identities, identity, exemplars, sightings, tracklet,
-    # tracklets (time index), events
+    assert len(keys) == 9  # version, identities, identity, exemplars, sightings, tracklet,
+    # tracklets (time index) and when each was recorded, events
     assert all(0 < matcher.redis.pttl(k) <= 4000 for k in keys)
     time.sleep(4.2)
     assert matcher.identity_of("cam1", 1) is None and matcher.trajectory(identity) == []
     # an expired gallery is forgotten: the same person founds a new identity
     assert matcher.submit(Tracklet("cam2", 1, 10.0, 11.0, views(person(1), 2))) != identity
+
+
+def test_the_tracklet_time_index_forgets_expired_tracklets(
+    redis_url: str, namespace: str
+) -> None:
+    """Commits keep the shared keys alive, so expiry alone never shrank the time index of
+    tracklets: on a long run it held every tracklet ever seen (benchmarks/soak.py)."""
+    matcher = Matcher(redis_url, namespace, MatcherConfig(retention_s=2))
+    keys = Keys(namespace)
+    for n in range(3):
+        matcher.submit(Tracklet(f"cam{n}", 1, 10.0 * n, 10.0 * n + 1, views(person(n), n)))
+        time.sleep(1.2)
+    indexed = {ref.decode() for ref in matcher.redis.zrange(keys.tracklets, 0, -1)}
+    assert indexed == {"cam1:1", "cam2:1"}  # cam0:1 was recorded 3.6 s ago: gone
+    assert matcher.redis.zcard(keys.tracklets_seen) == 2
 
 
 def test_attention_consistency_enters_the_distance(redis_url: str, namespace: str) -> None:

@@ -5,7 +5,8 @@
 -- returns its identity with 'duplicate'.
 --
 -- KEYS: 1 version  2 identities  3 identity  4 exemplars  5 sightings  6 tracklet  7 events
---       8 tracklets (time index for re-association)
+--       8 tracklets (time index for re-association)  9 tracklets_seen (their wall-clock
+--       time: tracklets older than the retention leave both indexes, a few per commit)
 -- ARGV: 1 expected version   2 identity id   3 action (new_identity|link|update)
 --       4 camera  5 track  6 start  7 end  8 sighting member
 --       9 features  10 features meta  11 attention ('' = none)  12 attention meta
@@ -59,6 +60,13 @@ redis.call('HSET', KEYS[6], 'identity', identity, 'camera', ARGV[4], 'track', AR
   'rep_feature', ARGV[24], 'rep_feature_meta', ARGV[25],
   'rep_attention', ARGV[26], 'rep_attention_meta', ARGV[27])
 redis.call('ZADD', KEYS[8], ARGV[7], ARGV[21])
+redis.call('ZADD', KEYS[9], now, ARGV[21])
+local expired = redis.call('ZRANGEBYSCORE', KEYS[9], '-inf', '(' .. tostring(tonumber(now) - ttl),
+  'LIMIT', 0, 16)
+for _, ref in ipairs(expired) do
+  redis.call('ZREM', KEYS[8], ref)
+  redis.call('ZREM', KEYS[9], ref)
+end
 redis.call('ZADD', KEYS[2], now, identity)  -- wall clock: retention is wall-clock too
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. tostring(tonumber(now) - ttl))
 local version = redis.call('INCR', KEYS[1])
@@ -66,5 +74,5 @@ redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[18], '*', 'type', action,
   'identity', identity, 'camera', ARGV[4], 'track', ARGV[5], 'start', ARGV[6],
   'end', ARGV[7], 'distance', ARGV[15], 'centroid', ARGV[13], 'centroid_meta', ARGV[14],
   'version', version, 'last_seen', last_seen, 'time', now)
-for i = 1, 8 do redis.call('EXPIRE', KEYS[i], ttl) end
+for i = 1, 9 do redis.call('EXPIRE', KEYS[i], ttl) end
 return {identity, action}
