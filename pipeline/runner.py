@@ -28,16 +28,15 @@ from pipeline.sources import CameraReader, Frame, SourceStats
 from pipeline.tracking import CameraTracker
 from pipeline.tracklets import TrackletBuilder, TrackletSummary
 from reid.config import ConfigError
-from reid.export.fallback import imagenet_fallback
 from reid.runtime import Embedder, Embeddings, load_embedder
 from reid.runtime.consistency import ConsistencyScorer
+from reid.runtime.fallback import fallback_embedder
 from reid.runtime.metadata import scorer_path
 from reid.runtime.pair_scoring import AttentionScorer
 
 log = logging.getLogger(__name__)
 SESSION_SPAN = 10**9  # track ids of the n-th run in a namespace start at (n - 1) * this
 STAGES = ("read", "detect", "track", "embed", "match", "relink", "output")
-FALLBACK_CACHE = Path(".reid") / "models"
 
 
 @dataclass
@@ -119,7 +118,7 @@ def build_embedder(config: PipelineConfig) -> tuple[Embedder, AttentionScorer | 
             "no reid.model given: ImageNet MobileNetV2 features, feature-only matching "
             "(train one with reid-train for real accuracy)"
         )
-        return load_embedder(imagenet_fallback(FALLBACK_CACHE), "ort"), None
+        return fallback_embedder(), None
     path = Path(config.reid.model)
     embedder = load_embedder(path, config.reid.backend)
     scorer_file = scorer_path(path)

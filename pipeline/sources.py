@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from reid.data.datasets import IMAGE_SUFFIXES
+from reid.preprocess import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")

@@ -12,6 +12,9 @@ import cv2
 import numpy as np
 import torch
 
+# what counts as an image file (data sets, image-folder cameras, sample crops)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

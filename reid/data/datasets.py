@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+from reid.preprocess import IMAGE_SUFFIXES
+
 BENCHMARK_SPLITS = ("bounding_box_train", "query", "bounding_box_test")
 _BENCHMARK_NAME = re.compile(r"^(-?\d+)_c(\d+)")
 JUNK_PID = -1

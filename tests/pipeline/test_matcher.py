@@ -114,9 +114,7 @@ def test_all_state_has_a_ttl_and_expires(redis_url: str, namespace: str) -> None
     assert matcher.submit(Tracklet("cam2", 1, 10.0, 11.0, views(person(1), 2))) != identity
 
 
-def test_the_tracklet_time_index_forgets_expired_tracklets(
-    redis_url: str, namespace: str
-) -> None:
+def test_the_tracklet_time_index_forgets_expired_tracklets(redis_url: str, namespace: str) -> None:
     """Commits keep the shared keys alive, so expiry alone never shrank the time index of
     tracklets: on a long run it held every tracklet ever seen (benchmarks/soak.py)."""
     matcher = Matcher(redis_url, namespace, MatcherConfig(retention_s=2))

@@ -8,6 +8,7 @@ import shutil
 import threading
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 from reid.attention import pair_attention
 from reid.config import validate_settings
 from reid.export.cli import app
+from reid.export.fallback import export_fallback
 from reid.export.onnx_export import export_onnx
 from reid.export.quantize import quantize_onnx
 from reid.export.samples import cosine_rows, load_crops
@@ -23,6 +25,8 @@ from reid.models import CASN
 from reid.runtime import CropBatcher, EmbedderError, load_embedder
 from reid.runtime.consistency import ConsistencyScorer, fit_channel_basis
 from reid.runtime.cuda_graphs import GraphedForward
+from reid.runtime.fallback import fallback_embedder, fallback_onnx
+from reid.runtime.home import reid_home
 from reid.runtime.metadata import metadata_path, model_stem, scorer_path
 from reid.runtime.onnx_backend import OrtEmbedder
 from reid.runtime.registry import ort_cuda_usable
@@ -206,6 +210,24 @@ def test_tensorrt_fp16_engine_parity_and_target_check(
     meta_file.write_text(json.dumps(meta))
     with pytest.raises(EmbedderError, match=r"built with TensorRT 1\.0\.0, this machine has"):
         TensorRTEmbedder(build.engine)
+
+
+def test_fallback_embedder_lives_in_reid_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crops
+) -> None:
+    """No export yet: the same ImageNet model in PyTorch; after `reid-export fallback` the
+    ONNX version, found through REID_HOME from any folder; the two agree."""
+    monkeypatch.setenv("REID_HOME", str(tmp_path / "home"))
+    assert reid_home() == tmp_path / "home"
+    eager = fallback_embedder()
+    assert eager.name == "torch-cpu"
+    exported = export_fallback()
+    assert exported == fallback_onnx() and exported.is_relative_to(tmp_path / "home")
+    monkeypatch.chdir(tmp_path)
+    ort = fallback_embedder()
+    assert ort.name.startswith("ort")
+    small = [cv2.resize(c, (64, 128)) for c in crops[:4]]
+    assert cosine_rows(ort.embed(small).features, eager.embed(small).features).min() >= 0.999
 
 
 def test_model_names_with_dots_keep_their_artifacts_together(
