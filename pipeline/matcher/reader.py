@@ -74,6 +74,17 @@ class IdentityReader:
         raw = self.call_with_retry(self.redis.hgetall, self.keys.topology)
         return {tuple(as_text(k).split("\t", 1)): json.loads(v) for k, v in raw.items()}
 
+    def dead_letters(self, limit: int = 100) -> list[dict[str, str]]:
+        """The newest inbox entries no matcher could decide (``{ns}:v1:dead``), with the
+        error and who set them aside; the feature blobs are left out."""
+        entries = self.call_with_retry(self.redis.xrevrange, self.keys.dead, "+", "-", limit)
+        shown = ("camera", "track", "start", "end", "error", "entry", "consumer")
+        return [
+            {"id": as_text(entry_id)}
+            | {name: as_text(fields[name.encode()]) for name in shown if name.encode() in fields}
+            for entry_id, fields in entries
+        ]
+
     def resolve(self, identity: str) -> str:
         """The identity ``identity`` now lives on as (itself unless it was merged)."""
         for _ in range(64):  # merge chains are short; the bound only guards against a cycle

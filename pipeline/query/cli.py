@@ -149,6 +149,33 @@ def topology(
 
 
 @app.command()
+def deadletters(
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    redis: Redis = None,
+    namespace: Namespace = "reid",
+    as_json: Json = False,
+) -> None:
+    """Inbox entries set aside because no matcher could decide them, newest first."""
+    rows = _run(_run(_service, redis, namespace).reader.dead_letters, limit)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        console.print("no dead letters: every published tracklet was decided")
+        return
+    table = Table(title=f"dead letters ({namespace}), newest first")
+    for col in ("id", "camera", "track", "start", "end", "consumer", "error"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            *(r.get(c, "") for c in ("id", "camera", "track", "start", "end")),
+            r.get("consumer", ""),
+            r.get("error", ""),
+        )
+    Console().print(table)
+
+
+@app.command()
 def image(
     path: Path,
     model: Annotated[Path, typer.Option(help="the pipeline's model")],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import threading
 import time
@@ -10,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
+from typer.testing import CliRunner
 
 from pipeline.matcher import Matcher, MatcherConfig, Tracklet
 from pipeline.matcher.keys import Keys
 from pipeline.matcher.stream import GROUP, MatcherWorker, TrackletPublisher
+from pipeline.query.cli import app as query_cli
 from tests.pipeline.scenes import same_partition, walkers
 from tests.pipeline.servers import RedisServer
 
@@ -190,6 +193,12 @@ def test_poison_inbox_entries_are_set_aside_not_fatal(redis_url: str, namespace:
     errors = [fields[b"error"].decode() for _, fields in dead]
     assert "malformed inbox entry" in errors[0] and "16-d features" in errors[1]
     assert client.xpending(keys.inbox, GROUP)["pending"] == 0
+    listed = CliRunner().invoke(
+        query_cli, ["deadletters", "--redis", redis_url, "--namespace", namespace, "--json"]
+    )
+    rows = json.loads(listed.stdout)  # newest first, without the feature blobs
+    assert [(r["camera"], r["consumer"]) for r in rows] == [("cam9", "w1"), ("cam1", "w1")]
+    assert "16-d features" in rows[0]["error"] and "features" not in rows[0]
 
 
 def test_acknowledged_inbox_entries_are_trimmed_pending_ones_kept(
