@@ -147,6 +147,21 @@ class Pipeline:
                 "would be private to this process"
             )
         self.config = config
+        # cameras first: a missing file is reported before models load or Redis is asked
+        self.readers = {
+            c.id: CameraReader(
+                c.id,
+                c.source,
+                c.fps,
+                c.start_time,
+                c.time_offset,
+                c.crop,
+                live=c.live,
+                max_reconnects=c.max_reconnects,
+                max_frames=max_frames,
+            )
+            for c in config.cameras
+        }
         det = config.detector
         options: dict[str, Any] = {}
         if det.kind == "yolo":
@@ -173,20 +188,6 @@ class Pipeline:
             self.matcher = matcher or Matcher(
                 config.redis.url, config.redis.namespace, config.matcher, scorer
             )
-        self.readers = {
-            c.id: CameraReader(
-                c.id,
-                c.source,
-                c.fps,
-                c.start_time,
-                c.time_offset,
-                c.crop,
-                live=c.live,
-                max_reconnects=c.max_reconnects,
-                max_frames=max_frames,
-            )
-            for c in config.cameras
-        }
         trk = config.tracker
         thresholds = trk.model_dump(exclude={"kind", "lost_after_s"})
         self.session = self._new_session()

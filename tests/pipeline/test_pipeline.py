@@ -152,8 +152,8 @@ def test_metrics_listen_where_configured(tmp_path: Path) -> None:
 def test_unreachable_camera_file_is_reported(tmp_path: Path) -> None:
     cams = tmp_path / "cams.yaml"
     cams.write_text(
-        "cameras:\n  - id: a\n    source: nowhere.mp4\ndetector:\n  kind: hog\n"
-        "redis:\n  url: redis://127.0.0.1:6379/0\n"
+        "cameras:\n  - id: a\n    source: nowhere.mp4\n"
+        "redis:\n  url: redis://127.0.0.1:1/0\n"  # nothing there: cameras are checked first
     )
     result = CliRunner().invoke(app, ["--cameras", str(cams), "--no-live-table"])
     message = " ".join(result.output.split())
