@@ -36,7 +36,8 @@ from benchmarks.interleave import rate, ratio
 from pipeline.config import PipelineConfig, load_pipeline_config
 from pipeline.demo_data import fetch_vtest
 from pipeline.matcher import connect
-from pipeline.runner import STAGES, Pipeline
+from pipeline.run_state import STAGES
+from pipeline.runner import Pipeline
 from pipeline.sources import CameraReader, Frame
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,7 +19,8 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from pipeline.config import PipelineConfig, load_pipeline_config
-from pipeline.runner import Pipeline, RunState
+from pipeline.run_state import RunState
+from pipeline.runner import Pipeline
 from reid.config import ConfigError
 
 app = typer.Typer(
@@ -141,7 +142,7 @@ def run(
         pipeline = Pipeline(config, max_frames=max_frames, publish_only=publish_only)
         _on_signals(stop)
         if config.metrics_port is not None:
-            from pipeline.metrics import serve_metrics
+            from pipeline.prometheus import serve_metrics
 
             serve_metrics(pipeline.state, config.metrics_port, config.metrics_host)
         if live_table:
@@ -194,7 +195,7 @@ def matcher(
             claim_idle_ms=int(claim_idle_s * 1000),
         )
         if metrics_port is not None:
-            from pipeline.metrics import serve_worker_metrics
+            from pipeline.prometheus import serve_worker_metrics
 
             serve_worker_metrics(worker, metrics_port, config.metrics_host)
         _on_signals(stop)

@@ -12,7 +12,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,8 @@ from pipeline.matcher import Matcher, RedisUnavailable, Tracklet, connect
 from pipeline.matcher.connection import RETRY_ERRORS
 from pipeline.matcher.stream import TrackletPublisher
 from pipeline.outputs import RunOutputs
-from pipeline.sources import CameraReader, Frame, SourceStats
+from pipeline.run_state import CameraStats, RunState
+from pipeline.sources import CameraReader, Frame
 from pipeline.tracking import CameraTracker
 from pipeline.tracklets import TrackletBuilder, TrackletSummary
 from reid.config import ConfigError
@@ -36,79 +36,6 @@ from reid.runtime.pair_scoring import AttentionScorer
 
 log = logging.getLogger(__name__)
 SESSION_SPAN = 10**9  # track ids of the n-th run in a namespace start at (n - 1) * this
-STAGES = ("read", "detect", "track", "embed", "match", "relink", "output")
-
-
-@dataclass
-class CameraStats:
-    """One camera's figures; the reader's counters are read through, never copied."""
-
-    source: SourceStats = field(default_factory=SourceStats)
-    frames: int = 0
-    detections: int = 0
-    active_tracks: int = 0
-    fps: float = 0.0
-    finished: bool = False
-
-    @property
-    def dropped(self) -> int:
-        return self.source.dropped
-
-    @property
-    def corrupt(self) -> int:
-        return self.source.corrupt
-
-    @property
-    def reconnects(self) -> int:
-        return self.source.reconnects
-
-    @property
-    def error(self) -> str | None:
-        return self.source.error
-
-    def as_dict(self) -> dict[str, Any]:
-        names = (
-            "frames",
-            "detections",
-            "active_tracks",
-            "fps",
-            "dropped",
-            "corrupt",
-            "reconnects",
-            "finished",
-            "error",
-        )
-        return {name: getattr(self, name) for name in names}
-
-
-@dataclass
-class RunState:
-    cameras: dict[str, CameraStats]
-    stage_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
-    stage_calls: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAGES, 0))
-    decisions: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    identities: set[str] = field(default_factory=set)
-    identity_cameras: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    started: float = field(default_factory=time.perf_counter)
-    queue_depths: Callable[[], dict[str, int]] = field(default=dict)
-
-    def time(self, stage: str, seconds: float) -> None:
-        self.stage_s[stage] += seconds
-        self.stage_calls[stage] += 1
-
-    def summary(self) -> dict[str, Any]:
-        wall = time.perf_counter() - self.started
-        frames = sum(c.frames for c in self.cameras.values())
-        return {
-            "identities": len(self.identities),
-            "cross_camera_identities": sum(len(c) > 1 for c in self.identity_cameras.values()),
-            "decisions": dict(self.decisions),
-            "frames": frames,
-            "wall_s": round(wall, 2),
-            "fps": round(frames / wall, 2) if wall else 0.0,
-            "stage_s": {k: round(v, 3) for k, v in self.stage_s.items()},
-            "cameras": {k: v.as_dict() for k, v in self.cameras.items()},
-        }
 
 
 def build_embedder(config: PipelineConfig) -> tuple[Embedder, AttentionScorer | None]:

@@ -16,9 +16,10 @@ from pipeline.config import load_pipeline_config
 from pipeline.evaluation import evaluate_mtmc
 from pipeline.matcher import RedisUnavailable
 from pipeline.matcher.keys import Keys
-from pipeline.metrics import metrics_registry, serve_metrics
+from pipeline.prometheus import metrics_registry, serve_metrics
 from pipeline.rematch import rematch
-from pipeline.runner import SESSION_SPAN, Pipeline, RunState
+from pipeline.run_state import RunState
+from pipeline.runner import SESSION_SPAN, Pipeline
 from pipeline.scene import generate_scene
 from reid.config import ConfigError
 from reid.data.datasets import site

@@ -7,7 +7,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from pipeline.matcher.stream import MatcherWorker
-from pipeline.runner import RunState
+from pipeline.run_state import RunState
 
 
 class RunStateCollector(Collector):
