@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from reid.data.datasets import ReidDataset, Sample
 from reid.data.loading import ImageDataset, build_transform
 from reid.metrics import evaluate_rank
-from reid.models import CASN, Embedding
+from reid.models import CASN, FeaturesAndMaps
 from reid.ranking import casn_distance
 from reid.runtime.consistency import attention_scorer
 
@@ -48,7 +48,7 @@ def extract(
     batch_size: int = 64,
     keep_maps: bool = False,
     workers: int = 0,
-) -> Embedding:
+) -> FeaturesAndMaps:
     """Features ``[N, D]`` (and maps ``[N, C, h, w]`` in fp16 on CPU when ``keep_maps``)."""
     loader = DataLoader(
         ImageDataset(samples, build_transform(model.input_size, train=False)),
@@ -62,7 +62,7 @@ def extract(
         features.append(emb.features.float().cpu())
         if keep_maps:
             maps.append(emb.maps.half().cpu())
-    return Embedding(torch.cat(features), torch.cat(maps) if keep_maps else torch.empty(0))
+    return FeaturesAndMaps(torch.cat(features), torch.cat(maps) if keep_maps else torch.empty(0))
 
 
 def evaluate(

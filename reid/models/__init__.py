@@ -1,13 +1,13 @@
 """CASN model, its heads and backbones."""
 
 from reid.models.backbones import BACKBONES, PretrainedWeightsError, build_backbone
-from reid.models.casn import CASN, VARIANTS, CASNOutput, Embedding
+from reid.models.casn import CASN, VARIANTS, CASNOutput, FeaturesAndMaps
 
 __all__ = [
     "BACKBONES",
     "CASN",
     "CASNOutput",
-    "Embedding",
+    "FeaturesAndMaps",
     "PretrainedWeightsError",
     "VARIANTS",
     "build_backbone",

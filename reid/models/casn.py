@@ -53,8 +53,9 @@ class CASNOutput(NamedTuple):
     logits: torch.Tensor
 
 
-class Embedding(NamedTuple):
-    """What inference needs: ``features`` ``[N, D]`` (L2-normalised) and ``maps`` ``A``."""
+class FeaturesAndMaps(NamedTuple):
+    """What the torch model gives inference: ``features`` ``[N, D]`` (L2-normalised) and
+    ``maps`` ``A`` (the runtime's numpy counterpart is :class:`reid.runtime.Embeddings`)."""
 
     features: torch.Tensor
     maps: torch.Tensor
@@ -132,10 +133,10 @@ class CASN(nn.Module):
         return CASNOutput(maps, raw, F.normalize(raw, dim=1), self.classifier(raw))
 
     @torch.no_grad()
-    def embed(self, images: torch.Tensor) -> Embedding:
+    def embed(self, images: torch.Tensor) -> FeaturesAndMaps:
         """Inference features and maps (no classifier, no graph)."""
         maps = self.backbone(images)
-        return Embedding(F.normalize(self.pool(maps), dim=1), maps)
+        return FeaturesAndMaps(F.normalize(self.pool(maps), dim=1), maps)
 
     def siamese_logits(self, features1: torch.Tensor, features2: torch.Tensor) -> torch.Tensor:
         """Verification logits ``[N, 2]`` for L2-normalised feature pairs."""
