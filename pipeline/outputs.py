@@ -8,7 +8,7 @@ boxes.txt, tracklets.jsonl, tracks/*/summary<n>.npz   what re-linking needs
                   (:mod:`pipeline.run_record`)
 events.jsonl      one JSON object per matcher decision (new_identity, link, update)
 video/<cam>.mp4   annotated video per camera, boxes labelled with global identities
-crops/<identity>/<camera>_<timestamp>_<n>.jpg   site training data (reid-train site)
+crops/<identity>/<camera>_<end>_<track>-<n>.jpg site training data (reid-train site)
 tracks/<camera>_<track>/<n>.jpg                 the crops each tracklet was embedded from
 summary.json      identities, cross-camera links, frames, per-stage time
 """
@@ -179,7 +179,8 @@ class RunOutputs:
             folder = self.folder / "crops" / identity
             folder.mkdir(parents=True, exist_ok=True)
             for n, source in enumerate(crops):
-                target = folder / f"{camera}_{end:.3f}_{track}{n}.jpg"
+                # track 1 crop 12 and track 11 crop 2 must not share a name
+                target = folder / f"{camera}_{end:.3f}_{track}-{n}.jpg"
                 if not target.exists():
                     try:
                         os.link(source, target)

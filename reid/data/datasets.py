@@ -134,7 +134,8 @@ def cuhk03_np(root: str | Path, labeled: bool = False) -> ReidDataset:
 
 
 def parse_site_name(path: Path) -> tuple[str, float]:
-    """``<camera>_<timestamp>_<n>.jpg`` -> (camera, timestamp); cameras may contain ``_``."""
+    """``<camera>_<timestamp>_<n>.jpg`` -> (camera, timestamp); cameras may contain ``_``,
+    ``<n>`` anything without one (the pipeline writes ``<track>-<crop>``)."""
     parts = path.stem.rsplit("_", 2)
     if len(parts) != 3:
         raise DatasetError(f"{path}: expected <camera>_<timestamp>_<n>{path.suffix}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -67,6 +68,8 @@ def test_cli_runs_end_to_end_and_writes_every_output(
     # mtmc.txt, crops/ and the summary all carry the identities as re-association left them
     assert len(ids["identities"]) == summary["identities"]
     assert {p.name for p in (out / "crops").iterdir()} == set(ids["identities"].values())
+    names = [p.name for p in (out / "crops").rglob("*.jpg")]
+    assert names and all(re.fullmatch(r"cam\d_\d+\.\d{3}_\d+-\d+\.jpg", n) for n in names)
     assert sorted(p.name for p in (out / "video").iterdir()) == ["cam0.mp4", "cam1.mp4"]
     # the crop folders are site training data
     crops = site(out / "crops", train_fraction=0.5) if summary["identities"] > 1 else None
