@@ -230,6 +230,36 @@ def test_api_answers_hostile_input_with_clear_errors(populated) -> None:
     assert health.status_code == 200
 
 
+def test_parallel_requests_share_one_service_safely(populated, redis_url: str) -> None:
+    """16 clients at once on a real server: listings, records and searches (which build the
+    shared candidate index on first use, under a lock) all answer, and answer alike."""
+    matcher, ids, root = populated
+    service = QueryService(IdentityReader(redis_url, matcher.keys.namespace), ColourEmbedder())
+    ok, jpeg = cv2.imencode(".jpg", np.full((80, 40, 3), (25, 25, 220), np.uint8))
+    answers: list[tuple[int, object]] = []
+
+    def client(url: str) -> None:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            for response in (
+                http.get("/api/identities"),
+                http.get(f"/api/identities/{ids['red']}"),
+                http.post("/api/search", files={"image": ("p.jpg", jpeg.tobytes())}),
+            ):
+                answers.append((response.status_code, response.json()))
+
+    with serving(create_app(service, crops_root=root)) as port:
+        threads = [
+            threading.Thread(target=client, args=(f"http://127.0.0.1:{port}",)) for _ in range(16)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    assert len(answers) == 48 and all(status == 200 for status, _ in answers)
+    searches = [body for _, body in answers if isinstance(body, list) and "similarity" in body[0]]
+    assert len(searches) == 16 and all(s[0]["identity"] == ids["red"] for s in searches)
+
+
 def png_claiming(width: int, height: int) -> bytes:
     """A valid PNG header claiming ``width`` x ``height`` grey pixels, with a few rows of
     data: what a decompression bomb looks like to anything that reads the header first."""
