@@ -21,7 +21,7 @@ from rich.table import Table
 
 from benchmarks.interleave import interleave, rate, ratio
 from detectors import build_detector, default_weights
-from pipeline.demo_data import fetch_vtest
+from reid_demo.vtest import fetch_vtest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,7 +46,7 @@ def main() -> None:
     args = parser.parse_args()
     video = fetch_vtest(ROOT / "data")
     if video is None:
-        raise SystemExit("vtest.avi unavailable (needs apt-get); see pipeline/demo_data.py")
+        raise SystemExit("vtest.avi unavailable (needs apt-get); see reid_demo/vtest.py")
     cap = cv2.VideoCapture(str(video))
     frames = [cap.read()[1] for _ in range(args.frames)]
     if args.size:

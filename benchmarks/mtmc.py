@@ -32,7 +32,6 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import load_pipeline_config
-from pipeline.demo_data import fetch_vtest
 from pipeline.evaluation import evaluate_mtmc, oracle_identities
 from pipeline.matcher import Matcher, MatcherConfig, connect
 from pipeline.matcher.association import (
@@ -48,7 +47,6 @@ from pipeline.matcher.association import (
 from pipeline.matcher.evidence import LLR_CLIP, AppearanceEvidence
 from pipeline.run_record import read_summaries, read_tracklets, write_identities, write_mtmc
 from pipeline.runner import Pipeline
-from pipeline.scene import generate_scene
 from reid.config import load_yaml_settings
 from reid.runtime import load_embedder
 from reid.runtime.clustering import camera_centred, pair_distances
@@ -56,6 +54,8 @@ from reid.runtime.consistency import ConsistencyScorer
 from reid.runtime.metadata import scorer_path
 from reid.runtime.pair_scoring import AttentionScorer
 from reid.training.adapt import AdaptConfig, adapt
+from reid_demo.scene import generate_scene
+from reid_demo.vtest import fetch_vtest
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "runs" / "bench-mtmc"

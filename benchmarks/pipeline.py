@@ -34,11 +34,11 @@ from rich.table import Table
 
 from benchmarks.interleave import rate, ratio
 from pipeline.config import PipelineConfig, load_pipeline_config
-from pipeline.demo_data import fetch_vtest
 from pipeline.matcher import connect
 from pipeline.run_state import STAGES
 from pipeline.runner import Pipeline
 from pipeline.sources import CameraReader, Frame
+from reid_demo.vtest import fetch_vtest
 
 ROOT = Path(__file__).resolve().parents[1]
 

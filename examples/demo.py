@@ -19,11 +19,11 @@ from rich.logging import RichHandler
 
 from pipeline.cli import camera_table, summary_table
 from pipeline.config import load_pipeline_config
-from pipeline.demo_data import fetch_vtest
 from pipeline.matcher import IdentityReader
 from pipeline.query.service import QueryService
 from pipeline.runner import Pipeline
-from pipeline.scene import generate_scene
+from reid_demo.scene import generate_scene
+from reid_demo.vtest import fetch_vtest
 
 ROOT = Path(__file__).resolve().parents[1]
 console = Console()

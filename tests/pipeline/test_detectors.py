@@ -10,7 +10,7 @@ import pytest
 
 from detectors import Detections, DetectorError, build_detector, default_weights
 from detectors.precomputed import read_mot
-from pipeline.demo_data import fetch_vtest
+from reid_demo.vtest import fetch_vtest
 
 ROOT = Path(__file__).resolve().parents[2]
 

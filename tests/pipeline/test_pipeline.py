@@ -21,9 +21,9 @@ from pipeline.prometheus import metrics_registry, serve_metrics
 from pipeline.rematch import rematch
 from pipeline.run_state import RunState
 from pipeline.runner import SESSION_SPAN, Pipeline
-from pipeline.scene import generate_scene
 from reid.config import ConfigError
 from reid.data.datasets import site
+from reid_demo.scene import generate_scene
 from tests.pipeline.servers import RedisServer
 
 pytestmark = pytest.mark.redis

@@ -17,7 +17,7 @@ import redis
 from pipeline.matcher import Matcher, Tracklet
 from pipeline.matcher.keys import Keys
 from pipeline.matcher.stream import MatcherWorker, TrackletPublisher
-from pipeline.scene import generate_scene
+from reid_demo.scene import generate_scene
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

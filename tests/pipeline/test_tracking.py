@@ -11,10 +11,10 @@ import pytest
 from detectors import Detections
 from detectors.precomputed import read_mot
 from pipeline.crop_quality import crop_quality
-from pipeline.scene import generate_scene
 from pipeline.sources import Frame
 from pipeline.tracking import CameraTracker, Track
 from pipeline.tracklets import TrackletBuilder
+from reid_demo.scene import generate_scene
 
 
 @pytest.fixture(scope="module")

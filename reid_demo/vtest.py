@@ -2,7 +2,7 @@
 
 ``apt-get download`` needs no root; the file is extracted with ``dpkg-deb`` and cached
 under the project's data folder. Where apt is missing, callers fall back to the synthetic
-scene (:mod:`pipeline.scene`).
+scene (:mod:`reid_demo.scene`).
 """
 
 from __future__ import annotations
