@@ -27,11 +27,16 @@ def projection(dim: int, index_dim: int) -> np.ndarray | None:
     return np.ascontiguousarray(q, dtype=np.float32)
 
 
+def single_threaded_search() -> None:
+    """faiss for one small query at a time: its threads cost more than they give. A
+    process-wide setting, so entry points (the CLIs, benchmarks) call it, never a constructor."""
+    faiss.omp_set_num_threads(1)
+
+
 class IdentityIndex:
     """Upsert, remove and top-k by cosine over identity centroids."""
 
     def __init__(self, index_dim: int = 256, ivf_min: int = IVF_MIN, nprobe: int = 24) -> None:
-        faiss.omp_set_num_threads(1)  # one small query at a time: threads cost more than they give
         self.index_dim, self.ivf_min, self.nprobe = index_dim, ivf_min, nprobe
         self._proj: np.ndarray | None = None
         self._dim: int | None = None

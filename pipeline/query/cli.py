@@ -17,6 +17,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
+
+
+@app.callback()
+def _process_settings() -> None:
+    """Process-wide settings, set once for every command."""
+    from pipeline.matcher.index import single_threaded_search
+
+    single_threaded_search()
+
+
 Redis = Annotated[
     str | None,
     typer.Option("--redis", envvar="REID_REDIS_URL", help="Redis URL; default: embedded"),

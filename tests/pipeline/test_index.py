@@ -35,3 +35,16 @@ def test_dimension_mismatch_is_an_error() -> None:
     index.upsert("a", unit(np.ones(64)))
     with pytest.raises(ValueError, match="feature dim 32 != index dim 64"):
         index.upsert("b", unit(np.ones(32)))
+
+
+def test_building_an_index_leaves_process_settings_alone() -> None:
+    """faiss' thread count is process-wide: entry points set it (the constructor used to)."""
+    import faiss
+
+    from pipeline.matcher.index import IdentityIndex, single_threaded_search
+
+    faiss.omp_set_num_threads(2)
+    IdentityIndex()
+    assert faiss.omp_get_max_threads() == 2
+    single_threaded_search()
+    assert faiss.omp_get_max_threads() == 1

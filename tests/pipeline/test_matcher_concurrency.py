@@ -17,8 +17,8 @@ from pipeline.matcher import Matcher, MatcherConfig, Tracklet
 from pipeline.matcher.keys import Keys
 from pipeline.matcher.stream import GROUP, MatcherWorker, TrackletPublisher
 from pipeline.query.cli import app as query_cli
-from tests.pipeline.servers import RedisServer
 from tests.pipeline.scenes import same_partition, walkers
+from tests.pipeline.servers import RedisServer
 
 pytestmark = pytest.mark.redis
 PEOPLE, CAMERAS, DIM = 12, 4, 32
