@@ -41,7 +41,7 @@ def test_building_an_index_leaves_process_settings_alone() -> None:
     """faiss' thread count is process-wide: entry points set it (the constructor used to)."""
     import faiss
 
-    from pipeline.matcher.index import IdentityIndex, single_threaded_search
+    from pipeline.matcher.index import single_threaded_search
 
     faiss.omp_set_num_threads(2)
     IdentityIndex()
