@@ -58,6 +58,18 @@ def _run(fn, *args: Any) -> Any:  # noqa: ANN001
         raise typer.Exit(2) from None
 
 
+def _table_wanted(rows: list, as_json: bool, empty: str) -> bool:
+    """Prints ``rows`` as JSON, or ``empty`` when there are none; True if the caller's table
+    should follow."""
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return False
+    if not rows:
+        console.print(empty)
+        return False
+    return True
+
+
 def _print_view(view: dict, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(view, indent=2))
@@ -139,11 +151,9 @@ def topology(
     if plot is not None and rows:
         plot.write_bytes(topology_png(samples))
         console.print(f"plot written to {plot}")
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        console.print("nothing learned yet: transit times appear after a re-association")
+    if not _table_wanted(
+        rows, as_json, "nothing learned yet: transit times appear after a re-association"
+    ):
         return
     table = Table(title=f"learned camera topology ({namespace})")
     for col in ("from", "to", "links", "mode s", "median s", "10-90% spread s"):
@@ -167,11 +177,7 @@ def deadletters(
 ) -> None:
     """Inbox entries set aside because no matcher could decide them, newest first."""
     rows = _run(_run(_service, redis, namespace).reader.dead_letters, limit)
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        console.print("no dead letters: every published tracklet was decided")
+    if not _table_wanted(rows, as_json, "no dead letters: every published tracklet was decided"):
         return
     table = Table(title=f"dead letters ({namespace}), newest first")
     for col in ("id", "camera", "track", "start", "end", "consumer", "error"):
