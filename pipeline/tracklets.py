@@ -155,19 +155,20 @@ class TrackletBuilder:
 
     def _due(self, now: float) -> list[TrackletSummary]:
         out = []
+        # _usable (the static-object check over the track's path) runs only for a track that
+        # is finishing or due a summary, not for every track on every frame
         for track_id, state in list(self.tracks.items()):
-            usable = self._usable(state)
             if now - state.last_seen >= self.finish_after_s:
                 del self.tracks[track_id]
-                if usable:  # always: it also releases the cached embeddings of its crops
+                if self._usable(state):  # always: it also releases the cached embeddings
                     out.append(self._summary(track_id, state, final=True))
             elif (
-                usable
-                and now - state.last_seen < self.lost_after_s
+                now - state.last_seen < self.lost_after_s
                 and (
                     now - (state.emitted_at if state.emitted_at is not None else state.start)
                     >= self.summary_every_s
                 )
+                and self._usable(state)
             ):
                 out.append(self._summary(track_id, state, final=False))
         return out
