@@ -36,6 +36,7 @@ from reid.preprocess import crops_to_array
 from reid.runtime.onnx_backend import OrtEmbedder
 from reid.runtime.tensorrt_backend import TensorRTEmbedder, TensorRTUnavailable
 from reid.runtime.torch_backend import TorchEmbedder
+from reid.training.checkpoint import save_untrained
 
 
 def trtexec_images_per_s(engine: Path, batch: int, size: tuple[int, int]) -> float | None:
@@ -69,16 +70,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-embedder-"))
     config = ModelConfig(backbone=args.backbone, variant="ide")
     model = CASN.from_config(config, num_classes=751).eval()
-    ckpt = work / "casn.pt"
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "num_classes": 751,
-            "epoch": 0,
-            "config": {"model": config.model_dump(mode="json")},
-        },
-        ckpt,
-    )
+    ckpt = save_untrained(work / "casn.pt", model, config, num_classes=751)
     onnx = export_onnx(ckpt, work / "casn.onnx").onnx
     int8 = quantize_onnx(onnx, work / "casn.int8.onnx")
     cuda = torch.cuda.is_available()

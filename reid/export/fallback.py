@@ -15,7 +15,7 @@ from reid.export.onnx_export import export_onnx
 from reid.models import CASN
 from reid.runtime.fallback import FALLBACK, NAME, fallback_onnx
 from reid.runtime.metadata import metadata_path
-from reid.training.checkpoint import save_checkpoint
+from reid.training.checkpoint import save_untrained
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +30,6 @@ def export_fallback(home: str | Path | None = None) -> Path:
         if onnx.is_file() and metadata_path(onnx).is_file():
             return onnx
         log.info("exporting the ImageNet fallback embedder to %s (once)", onnx)
-        checkpoint = cache / f"{NAME}.pt"
         model = CASN.from_config(FALLBACK, num_classes=1)
-        state = {
-            "model": model.state_dict(),
-            "num_classes": 1,
-            "epoch": 0,
-            "config": {"model": FALLBACK.model_dump(mode="json")},
-        }
-        save_checkpoint(checkpoint, state)
+        checkpoint = save_untrained(cache / f"{NAME}.pt", model, FALLBACK, num_classes=1)
         return export_onnx(checkpoint, onnx, basis_rank=8).onnx

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from reid.config import ConfigError, validate_settings
+from reid.config import ConfigError, ModelConfig, validate_settings
 from reid.models import CASN
 from reid.models.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from reid.training.config import TrainConfig
@@ -18,6 +18,7 @@ __all__ = [
     "checkpoint_config",
     "load_checkpoint",
     "save_checkpoint",
+    "save_untrained",
     "trained_model",
 ]
 
@@ -28,6 +29,24 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+def save_untrained(
+    path: Path, model: CASN, config: ModelConfig, num_classes: int, **extra: Any
+) -> Path:
+    """``model`` as a checkpoint no training wrote (epoch 0: built, imported or random
+    weights), readable wherever a reid-train checkpoint is; ``extra`` keys are kept."""
+    save_checkpoint(
+        path,
+        {
+            "model": model.state_dict(),
+            "num_classes": num_classes,
+            "epoch": 0,
+            "config": {"model": config.model_dump(mode="json")},
+            **extra,
+        },
+    )
+    return path
 
 
 def checkpoint_config(state: dict[str, Any], path: str | Path) -> TrainConfig:

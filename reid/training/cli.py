@@ -163,20 +163,11 @@ def _input_size(text: str) -> tuple[int, int]:
 def import_to_checkpoint(file: Path, fmt: str, out: Path, input_size: str) -> Path:
     """A public re-id checkpoint -> a reid-train checkpoint at ``out``."""
     from reid.models.public_weights import import_public
-    from reid.training.checkpoint import save_checkpoint
+    from reid.training.checkpoint import save_untrained
 
     model, config = import_public(file, fmt, _input_size(input_size))
-    save_checkpoint(
-        out,
-        {
-            "model": model.state_dict(),
-            "num_classes": 1,
-            "epoch": 0,
-            "config": {"model": config.model_dump(mode="json")},
-            "imported_from": {"file": str(file), "format": fmt},
-        },
-    )
-    return out
+    imported_from = {"file": str(file), "format": fmt}
+    return save_untrained(out, model, config, num_classes=1, imported_from=imported_from)
 
 
 @app.command("import")
