@@ -19,19 +19,11 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.interleave import interleave, rate, ratio
+from benchmarks.interleave import batched_rate, interleave, ratio
 from detectors import build_detector, default_weights
 from reid_demo.vtest import fetch_vtest
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def frames_per_s(detector, frames: list, batch: int) -> float:  # noqa: ANN001
-    def one_pass() -> None:
-        for i in range(0, len(frames), batch):
-            detector.detect(frames[i : i + batch])
-
-    return rate(one_pass, len(frames), seconds=0.0)
 
 
 def main() -> None:
@@ -78,10 +70,13 @@ def main() -> None:
         title=f"person detection on vtest.avi ({args.frames} frames of {w}x{h}, {args.imgsz} px, "
         f"batch {args.batch}, {device}), median of {args.rounds} interleaved rounds"
     )
-    for col in ("detector", "frames/s", "x yolo .pt (spread)", "boxes found"):
-        table.add_column(col, justify="right")
     wanted = set(args.only.split(",")) if args.only else set(candidates)
     detectors = {name: make() for name, make in candidates.items() if name in wanted}
+    if not detectors:
+        raise SystemExit(f"--only names none of the candidates: {', '.join(candidates)}")
+    baseline = "yolo .pt" if "yolo .pt" in detectors else next(iter(detectors))
+    for col in ("detector", "frames/s", f"x {baseline} (spread)", "boxes found"):
+        table.add_column(col, justify="right")
     boxes = {
         name: sum(
             len(d)
@@ -92,7 +87,7 @@ def main() -> None:
     }
     rates = interleave(
         {
-            name: (lambda d=det: frames_per_s(d, frames, args.batch))
+            name: (lambda d=det: batched_rate(d.detect, frames, args.batch))
             for name, det in detectors.items()
         },
         args.rounds,
@@ -101,7 +96,7 @@ def main() -> None:
         table.add_row(
             name,
             f"{statistics.median(row):.2f}",
-            str(ratio(row, rates["yolo .pt"])),
+            str(ratio(row, rates[baseline])),
             str(boxes[name]),
         )
     Console().print(table)

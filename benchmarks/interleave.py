@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -58,3 +58,14 @@ def rate(fn: Callable[[], object], items: int, seconds: float) -> float:
         runs += 1
     sync()
     return runs * items / (time.perf_counter() - start)
+
+
+def batched_rate(fn: Callable[[Sequence], object], items: Sequence, batch: int) -> float:
+    """Items per second of ``fn`` called on ``items`` in consecutive batches of ``batch``:
+    one warm-up pass, then three timed passes (:func:`rate`)."""
+
+    def one_pass() -> None:
+        for i in range(0, len(items), batch):
+            fn(items[i : i + batch])
+
+    return rate(one_pass, len(items), seconds=0.0)

@@ -32,7 +32,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.interleave import rate, ratio
+from benchmarks.interleave import batched_rate, ratio
 from pipeline.config import PipelineConfig, load_pipeline_config
 from pipeline.matcher import connect
 from pipeline.run_state import STAGES
@@ -79,16 +79,6 @@ def decoded_frames(config: PipelineConfig, frames: int) -> list[Frame]:
                 seen[key].append(frame)
         out += seen[key]
     return out
-
-
-def detector_fps(pipeline: Pipeline, frames: list[Frame]) -> float:
-    batch = pipeline.config.detector.batch
-
-    def one_pass() -> None:
-        for i in range(0, len(frames), batch):
-            pipeline._detect(frames[i : i + batch])
-
-    return rate(one_pass, len(frames), seconds=0.0)
 
 
 def scale_out_fps(
@@ -157,7 +147,9 @@ def main() -> None:
     for _ in range(args.rounds):
         pipeline = Pipeline(config, max_frames=args.frames)
         pipeline.matcher.clear()
-        detector_rates.append(detector_fps(pipeline, frames))
+        detector_rates.append(
+            batched_rate(pipeline._detect, frames, pipeline.config.detector.batch)
+        )
         summary = pipeline.run(threading.Event())
         pipeline.matcher.clear()
         pipeline_rates.append(summary["frames"] / summary["wall_s"])
