@@ -13,12 +13,10 @@ BACKENDS: dict[str, str] = {"trt": ".engine", "ort": ".onnx", "torch": ".pt"}
 
 
 def _torch(path: Path) -> Embedder:
-    import torch
-
     from reid.runtime.torch_backend import TorchEmbedder
 
     scorer = scorer_path(path)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = "cuda" if torch_cuda_usable() else "cpu"
     return TorchEmbedder.from_checkpoint(path, scorer if scorer.is_file() else None, device)
 
 
@@ -38,11 +36,7 @@ LOADERS: dict[str, Callable[[Path], Embedder]] = {"trt": _trt, "ort": _ort, "tor
 
 
 def tensorrt_usable() -> bool:
-    if importlib.util.find_spec("tensorrt") is None:
-        return False
-    import torch
-
-    return torch.cuda.is_available()
+    return importlib.util.find_spec("tensorrt") is not None and torch_cuda_usable()
 
 
 def ort_cuda_usable() -> bool:
@@ -67,8 +61,8 @@ def auto_candidates(path: Path) -> list[tuple[str, Path]]:
         order.append(("ort", ".onnx"))
     if torch_cuda_usable():
         order.append(("torch", ".pt"))
-    order += [(name, suffix) for name, suffix in (("ort", ".onnx"), ("torch", ".pt"))]
-    found = [(name, stem.with_name(stem.name + suffix)) for name, suffix in order]
+    order += [("ort", ".onnx"), ("torch", ".pt")]
+    found = [(name, stem.with_name(stem.name + suffix)) for name, suffix in dict.fromkeys(order)]
     return [(name, p) for name, p in found if p.is_file()] or [(None, path)]  # type: ignore[list-item]
 
 
