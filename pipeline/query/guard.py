@@ -37,10 +37,10 @@ class Guard:
         self.token = None if token is None else token.encode()
         self.max_body = max_body
 
-    def authorised(self, scope: Scope) -> bool:
+    def authorised(self, scope: Scope, headers: dict[bytes, bytes]) -> bool:
         if self.token is None:
             return True
-        header = dict(scope["headers"]).get(b"authorization", b"")
+        header = headers.get(b"authorization", b"")
         if header.startswith(b"Bearer "):
             given = header.removeprefix(b"Bearer ").strip()
         else:
@@ -53,10 +53,11 @@ class Guard:
         if scope["type"] != "http" or not scope["path"].startswith("/api/"):
             await self.app(scope, receive, send)
             return
-        if not self.authorised(scope):
+        headers = dict(scope["headers"])
+        if not self.authorised(scope, headers):
             await JSONResponse({"detail": "missing or wrong token"}, 401)(scope, receive, send)
             return
-        length = dict(scope["headers"]).get(b"content-length")
+        length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
             await self.too_large(scope, receive, send)
             return
