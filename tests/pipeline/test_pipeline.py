@@ -36,6 +36,12 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
+def wait_for_frames(pipeline: Pipeline, frames: int) -> None:
+    """Until the running pipeline has processed more than ``frames`` frames in all."""
+    while sum(c.frames for c in pipeline.state.cameras.values()) <= frames:
+        time.sleep(0.002)
+
+
 def test_cli_runs_end_to_end_and_writes_every_output(
     scene: Path, redis_url: str, namespace: str, tmp_path: Path
 ) -> None:
@@ -94,8 +100,7 @@ def test_stop_flushes_open_tracklets(
     stop = threading.Event()
 
     def stop_after_some_frames() -> None:
-        while sum(c.frames for c in pipeline.state.cameras.values()) <= 120:
-            time.sleep(0.002)
+        wait_for_frames(pipeline, 120)
         stop.set()
 
     threading.Thread(target=stop_after_some_frames, daemon=True).start()
@@ -281,8 +286,7 @@ def test_stopping_while_redis_is_down_ends_fast_and_keeps_the_outputs(
     stop = threading.Event()
 
     def outage_then_stop() -> None:
-        while sum(c.frames for c in pipeline.state.cameras.values()) <= 200:
-            time.sleep(0.002)
+        wait_for_frames(pipeline, 200)
         server.stop()
         stop.set()
 
