@@ -19,7 +19,7 @@ class Settings(BaseModel):
 
 
 class ModelConfig(Settings):
-    backbone: Literal["resnet50", "resnet18", "mobilenet_v2"] = "resnet50"
+    backbone: Literal["resnet50", "resnet18", "mobilenet_v2", "osnet_x1_0"] = "resnet50"
     variant: Literal["ide", "pcb"] = "ide"
     pretrained: str | None = Field(
         None, description="None, 'imagenet' (mobilenet_v2 only) or a path to torchvision weights"

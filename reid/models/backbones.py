@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
+from reid.models.osnet import OSNetBody
+
 log = logging.getLogger(__name__)
 
 IMAGENET = "imagenet"
@@ -54,16 +56,22 @@ def _resnet(factory: Callable[..., tvm.ResNet], channels: int, last_stride: int)
     return Backbone(body, channels)
 
 
-def _mobilenet_v2(last_stride: int) -> Backbone:
-    if last_stride != 2:
-        raise ValueError("last_stride=1 is only supported for ResNet backbones")
-    return Backbone(tvm.mobilenet_v2(weights=None).features, 1280)
+def _fixed_stride(name: str, build: Callable[[], Backbone]) -> Callable[[int], Backbone]:
+    def checked(last_stride: int) -> Backbone:
+        if last_stride != 2:
+            raise ValueError(f"last_stride=1 is only supported for ResNet backbones, not {name}")
+        return build()
+
+    return checked
 
 
 BACKBONES: dict[str, Callable[[int], Backbone]] = {
     "resnet18": lambda last_stride: _resnet(tvm.resnet18, 512, last_stride),
     "resnet50": lambda last_stride: _resnet(tvm.resnet50, 2048, last_stride),
-    "mobilenet_v2": _mobilenet_v2,
+    "mobilenet_v2": _fixed_stride(
+        "mobilenet_v2", lambda: Backbone(tvm.mobilenet_v2(weights=None).features, 1280)
+    ),
+    "osnet_x1_0": _fixed_stride("osnet_x1_0", lambda: Backbone(OSNetBody(), OSNetBody.channels)),
 }
 
 

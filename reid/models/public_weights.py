@@ -1,11 +1,12 @@
 """Public re-id checkpoints (deep-person-reid / torchreid, fast-reid) as CASN backbones.
 
-Both projects train torchvision-layout ResNet50s on Market-1501, MSMT17 and the like; a
-user who downloads such a checkpoint elsewhere gets a real re-id model here in one command
-(``reid-train import``). Only the backbone is taken: their heads are replaced by CASN's,
-whose feature is the global average of the last feature map (what torchreid's ``resnet50``
-returns at test time; fast-reid's BoT applies its BN neck on top of it, which is affine, so
-it cannot be folded into CASN's linear feature without breaking closed-form attention).
+Both projects train torchvision-layout ResNet50s, and torchreid OSNet x1.0, on Market-1501,
+MSMT17 and the like; a user who downloads such a checkpoint elsewhere gets a real re-id
+model here in one command (``reid-train import``). The architecture is read from the keys.
+Only the backbone is taken: their heads are replaced by CASN's, whose feature is the global
+average of the last feature map. That is what torchreid's ``resnet50`` returns at test time;
+fast-reid's BoT adds a BN neck and torchreid's OSNet a Linear-BN-ReLU embedding on top of
+it, which cannot be folded into CASN's linear feature without breaking closed-form attention.
 """
 
 from __future__ import annotations
@@ -25,10 +26,14 @@ FORMATS: dict[str, tuple[tuple[str, ...], str, int]] = {
     "fastreid": (("model",), "backbone.", 1),  # fastreid Checkpointer, BoT (bagtricks_R50)
 }
 HEAD_PREFIXES = ("classifier.", "fc.", "heads.")
+# a key only each architecture has -> our backbone name
+SIGNATURES = {"layer4.0.conv1.weight": "resnet50", "conv5.conv.weight": "osnet_x1_0"}
+OSNET_STEM_WIDTH = 64  # x1.0; the thinner OSNets (x0.75 ...) start narrower
 
 
-def read_public_backbone(path: str | Path, fmt: str) -> dict[str, torch.Tensor]:
-    """The backbone tensors of a ``fmt`` checkpoint, in torchvision's names."""
+def read_public_backbone(path: str | Path, fmt: str) -> tuple[str, dict[str, torch.Tensor]]:
+    """The architecture (a backbone name) and backbone tensors of a ``fmt`` checkpoint, in
+    the public project's names."""
     if fmt not in FORMATS:
         raise PretrainedWeightsError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
     path = Path(path)
@@ -51,24 +56,32 @@ def read_public_backbone(path: str | Path, fmt: str) -> dict[str, torch.Tensor]:
         for k, v in state.items()
         if isinstance(v, torch.Tensor) and k.startswith(prefix) and not k.startswith(HEAD_PREFIXES)
     }
-    if "conv1.weight" not in tensors or not any(k.startswith("layer4.") for k in tensors):
+    found = [name for key, name in SIGNATURES.items() if key in tensors]
+    if len(found) != 1:
         sample = ", ".join(list(state)[:4])
         raise PretrainedWeightsError(
-            f"{path} is not a {fmt} ResNet checkpoint: no {prefix}conv1 / {prefix}layer4 "
-            f"tensors (its keys start {sample})"
+            f"{path} is not a {fmt} ResNet50 or OSNet x1.0 checkpoint: no {prefix}layer4 or "
+            f"{prefix}conv5 tensors (its keys start {sample})"
         )
-    return tensors
+    if found[0] == "osnet_x1_0" and tensors["conv1.conv.weight"].shape[0] != OSNET_STEM_WIDTH:
+        width = tensors["conv1.conv.weight"].shape[0]
+        raise PretrainedWeightsError(
+            f"{path} is a thinner OSNet (stem width {width}, x1.0 has {OSNET_STEM_WIDTH}); "
+            "only osnet_x1_0 is supported"
+        )
+    return found[0], tensors
 
 
 def import_public(
     path: str | Path, fmt: str, input_size: tuple[int, int] = (256, 128)
 ) -> tuple[CASN, ModelConfig]:
-    """A CASN IDE ResNet50 whose backbone is the checkpoint's; ``input_size`` is what the
+    """A CASN IDE model whose backbone is the checkpoint's; ``input_size`` is what the
     public model was trained at (both projects default to 256x128)."""
-    tensors = read_public_backbone(path, fmt)
+    backbone, tensors = read_public_backbone(path, fmt)
+    last_stride = FORMATS[fmt][2] if backbone == "resnet50" else 2
     config = ModelConfig(
-        backbone="resnet50", variant="ide", last_stride=FORMATS[fmt][2], input_size=input_size
+        backbone=backbone, variant="ide", last_stride=last_stride, input_size=input_size
     )
     model = CASN.from_config(config, num_classes=1)
-    load_torchvision_tensors(model.backbone, "resnet50", tensors, f"{fmt} checkpoint {path}")
+    load_torchvision_tensors(model.backbone, backbone, tensors, f"{fmt} checkpoint {path}")
     return model.eval(), config

@@ -172,7 +172,9 @@ def import_to_checkpoint(file: Path, fmt: str, out: Path, input_size: str) -> Pa
 
 @app.command("import")
 def import_command(
-    file: Annotated[Path, typer.Argument(help="a torchreid or fast-reid ResNet50 checkpoint")],
+    file: Annotated[
+        Path, typer.Argument(help="a torchreid (ResNet50, OSNet x1.0) or fast-reid R50 checkpoint")
+    ],
     fmt: Annotated[str, typer.Option("--format", help="torchreid or fastreid")],
     out: Annotated[Path, typer.Option(help="the reid-train checkpoint to write")],
     input_size: Annotated[
