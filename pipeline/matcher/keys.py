@@ -19,6 +19,14 @@ them together on Redis Cluster; ``v1`` versions the layout)::
     {ns}:v1:events                STREAM new_identity / link / update events
     {ns}:v1:inbox                 STREAM submitted tracklets (consumer group "matchers")
     {ns}:v1:dead                  STREAM inbox entries no matcher could decide, with the error
+    {ns}:v1:corrections           STREAM operators' corrections, oldest first: event, kind
+                                         (merge|split|confirm|not_same|undo), identity, other,
+                                         who, role, time (the review page's audit log)
+    {ns}:v1:correction:<event>    HASH   one correction: its log fields, state (applied|undone),
+                                         tracklets (JSON: what it said about which tracks) and,
+                                         for merge/split, key:<n> / before:<n> (DUMP) /
+                                         after:<n> (SHA1 of the DUMP) per touched key and
+                                         score:<id> per identity, so undo restores exactly
 """
 
 from __future__ import annotations
@@ -73,6 +81,13 @@ class Keys:
     @property
     def dead(self) -> str:
         return f"{self.prefix}:dead"
+
+    @property
+    def corrections(self) -> str:
+        return f"{self.prefix}:corrections"
+
+    def correction(self, event: str) -> str:
+        return f"{self.prefix}:correction:{event}"
 
     def identity(self, identity: str) -> str:
         return f"{self.prefix}:identity:{identity}"

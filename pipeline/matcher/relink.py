@@ -16,44 +16,17 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.matcher.association import AttentionInputs, Calibration, associate
-from pipeline.matcher.codec import decode_sighting, identity_id, pack, unpack
+from pipeline.matcher.codec import decode_sighting, identity_id, unpack
 from pipeline.matcher.evidence import TransitModel
-from pipeline.matcher.types import Tracklet
+from pipeline.matcher.rewrite import Recorded, Rewrite, Rewriter
 
 if TYPE_CHECKING:
     from pipeline.matcher.matcher import Matcher
-
-REASSIGN_SCRIPT = resources.files("pipeline.matcher").joinpath("lua/reassign.lua").read_text()
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """A tracklet as the matcher recorded it: its identity and mean exemplar vector."""
-
-    camera_id: str
-    track_id: int
-    start: float
-    end: float
-    identity: str
-    vector: np.ndarray
-    path: np.ndarray | None = None
-    rep_feature: np.ndarray | None = None  # representative crop, for attention consistency
-    rep_attention: np.ndarray | None = None
-
-    @property
-    def ref(self) -> str:
-        return f"{self.camera_id}:{self.track_id}"
-
-    def as_tracklet(self) -> Tracklet:
-        return Tracklet(
-            self.camera_id, self.track_id, self.start, self.end, self.vector[None], path=self.path
-        )
 
 
 @dataclass
@@ -152,7 +125,7 @@ class Reassociator:
         self.matcher = matcher
         self.keys = matcher.keys
         self.redis = matcher.redis
-        self._script = self.redis.register_script(REASSIGN_SCRIPT)
+        self._rewriter = Rewriter(self.redis, self.keys, matcher.config)
         self.round_trips = 0
 
     def _window(self, since: float | None) -> tuple[int, list[Recorded]]:
@@ -323,77 +296,10 @@ class Reassociator:
         by_ref: dict[str, Recorded],
         outside: dict[str, list[Recorded]],
     ) -> str:
-        keys: list[str] = [self.keys.version, self.keys.identities, self.keys.events]
-        blobs: list[bytes] = []
-
-        def key(name: str) -> int:
-            keys.append(name)
-            return len(keys)
-
-        def blob(data: bytes) -> int:
-            blobs.append(data)
-            return len(blobs)
-
-        moves = []
-        for ref, source, target in plan.moves:
-            camera, track = ref.rsplit(":", 1)
-            moves.append(
-                [
-                    key(self.keys.tracklet(camera, int(track))),
-                    key(self.keys.sightings(source)),
-                    key(self.keys.sightings(target)),
-                    target,
-                ]
-            )
-        m = self.matcher.config.exemplars_per_identity
-        identities = []
-        for name, refs in plan.members.items():
-            rows = [by_ref[r] for r in refs] + [r for r in outside.get(name, []) if r.vector.size]
-            if not rows:
-                continue
-            rows.sort(key=lambda r: r.end)
-            features = np.stack([r.vector for r in rows[-m:]])
-            centroid = features.mean(axis=0)
-            centroid /= max(float(np.linalg.norm(centroid)), 1e-12)
-            features_blob, features_meta = pack(features, "float32")
-            centroid_blob, centroid_meta = pack(centroid, "float32")
-            identities.append(
-                {
-                    "id": name,
-                    "kind": "split" if name in plan.splits else "relink",
-                    "from": plan.splits.get(name, ""),
-                    "hash": key(self.keys.identity(name)),
-                    "exemplars": key(self.keys.exemplars(name)),
-                    "sightings": key(self.keys.sightings(name)),
-                    "features": blob(features_blob),
-                    "features_meta": features_meta,
-                    "centroid": blob(centroid_blob),
-                    "centroid_meta": centroid_meta,
-                    "tracklets": len(refs) + len(outside.get(name, [])),
-                    "last_seen": repr(rows[-1].end),
-                    "last_camera": rows[-1].camera_id,
-                }
-            )
-        merges = [
-            {
-                "id": name,
-                "into": into,
-                "hash": key(self.keys.identity(name)),
-                "exemplars": key(self.keys.exemplars(name)),
-                "sightings": key(self.keys.sightings(name)),
-            }
-            for name, into in plan.merges.items()
-        ]
-        status, _ = self._script(
-            keys=keys,
-            args=[
-                version,
-                repr(time.time()),
-                int(self.matcher.config.retention_s),
-                self.matcher.config.events_maxlen,
-                json.dumps({"moves": moves, "identities": identities, "merges": merges}),
-                *blobs,
-            ],
-        )
+        members = {
+            name: [by_ref[r] for r in refs] + outside.get(name, [])
+            for name, refs in plan.members.items()
+        }
+        rewrite = Rewrite(plan.moves, plan.splits, plan.merges, members)
         self.round_trips += 1
-        return status.decode() if isinstance(status, bytes) else status
+        return self._rewriter.apply(version, rewrite)

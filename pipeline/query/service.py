@@ -54,9 +54,12 @@ class IdentityView:
     trajectory: tuple[Sighting, ...]
 
     def as_dict(self) -> dict[str, Any]:
+        """``merged_from`` (the id asked for) is present when that id was merged into this."""
         cameras = list(dict.fromkeys(s.camera_id for s in self.trajectory))
+        merged = {"merged_from": self.info["merged_from"]} if "merged_from" in self.info else {}
         return {
             "identity": self.identity,
+            **merged,
             "info": self.info,
             "cameras": cameras,
             "trajectory": [asdict(s) for s in self.trajectory],

@@ -24,47 +24,18 @@ import uvicorn
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from pipeline.matcher import IdentityReader, Matcher, Tracklet
+from pipeline.matcher import IdentityReader, Matcher
 from pipeline.query.api import create_app
 from pipeline.query.cli import app as cli
 from pipeline.query.service import QueryService
-from reid.runtime import Embeddings
+from tests.pipeline.people import ColourEmbedder, populate, write_crop
 
 pytestmark = pytest.mark.redis
 
 
-class ColourEmbedder:
-    """A real, if simple, embedder: the normalised mean colour of the crop (3-d)."""
-
-    name = "colour"
-    input_size = (64, 32)
-
-    def embed(self, crops):  # noqa: ANN001, ANN201
-        means = np.stack([c.reshape(-1, 3).mean(axis=0) for c in crops]).astype(np.float32)
-        return Embeddings(means / np.linalg.norm(means, axis=1, keepdims=True), None)
-
-
-def _crop(tmp_path: Path, name: str, colour: tuple[int, int, int]) -> str:
-    path = tmp_path / "crops" / f"{name}.jpg"
-    path.parent.mkdir(exist_ok=True)
-    cv2.imwrite(str(path), np.full((64, 32, 3), colour, np.uint8))
-    return str(path)
-
-
 @pytest.fixture
 def populated(redis_url: str, namespace: str, tmp_path: Path) -> tuple[Matcher, dict, Path]:
-    matcher = Matcher(redis_url, namespace)
-    embedder = ColourEmbedder()
-    people = {"red": (20, 20, 230), "blue": (230, 20, 20)}
-    ids = {}
-    for n, (name, colour) in enumerate(people.items()):
-        crop = _crop(tmp_path, f"{name}_a", colour)
-        feats = embedder.embed([cv2.imread(crop)]).features
-        ids[name] = matcher.submit(
-            Tracklet("cam1", n, 10.0 * n, 10.0 * n + 5, feats, crops=(crop,))
-        )
-        crop_b = _crop(tmp_path, f"{name}_b", colour)
-        matcher.submit(Tracklet("cam2", n, 10.0 * n + 20, 10.0 * n + 25, feats, crops=(crop_b,)))
+    matcher, ids = populate(redis_url, namespace, tmp_path)
     return matcher, ids, tmp_path
 
 
@@ -307,5 +278,5 @@ def test_queries_read_without_the_candidate_index(populated, redis_url: str) -> 
     assert service.identity(ids["red"]).as_dict()["cameras"] == ["cam1", "cam2"]
     assert {r["identity"] for r in service.list()} == set(ids.values())
     assert service._matcher is None  # nothing built so far
-    hits = service.search_image(cv2.imread(_crop(root, "query", (20, 20, 230))), k=1)
+    hits = service.search_image(cv2.imread(write_crop(root, "query", (20, 20, 230))), k=1)
     assert hits[0]["identity"] == ids["red"] and service._matcher is not None

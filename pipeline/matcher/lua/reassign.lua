@@ -10,7 +10,11 @@
 -- plan: {moves = [[tracklet key, from sightings key, to sightings key, identity]],
 --        identities = [{id, kind, from, hash, exemplars, sightings, features, features_meta,
 --                       centroid, centroid_meta, tracklets, last_seen, last_camera}],
---        merges = [{id, into, hash, exemplars, sightings}]}   (key fields: KEYS indexes)
+--        merges = [{id, into, hash, exemplars, sightings}],   (key fields: KEYS indexes)
+--        correction = nil or {record, log, event, snapshot = [KEYS indexes], ids, fields}}
+-- A correction (an operator's merge or split) first DUMPs every key in its snapshot into
+-- its record (with the identities' scores in the identities ZSET), then stores a SHA1 of
+-- each key afterwards: undo.lua restores the DUMPs only while those still match.
 
 if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then
   return {'retry', ''}
@@ -18,6 +22,16 @@ end
 local now, ttl, maxlen = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local plan = cjson.decode(ARGV[5])
 local function blob(n) return ARGV[5 + n] end
+local c = plan.correction
+if c then
+  for n, k in ipairs(c.snapshot) do
+    redis.call('HSET', KEYS[c.record], 'key:' .. n, KEYS[k],
+      'before:' .. n, redis.call('DUMP', KEYS[k]) or '')
+  end
+  for _, id in ipairs(c.ids) do
+    redis.call('HSET', KEYS[c.record], 'score:' .. id, redis.call('ZSCORE', KEYS[2], id) or '')
+  end
+end
 
 for _, move in ipairs(plan.moves) do
   local tracklet = KEYS[move[1]]
@@ -60,4 +74,16 @@ for _, m in ipairs(plan.merges) do
   redis.call('EXPIRE', KEYS[m.hash], ttl)
 end
 for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ttl) end
+if c then
+  for n, k in ipairs(c.snapshot) do
+    redis.call('HSET', KEYS[c.record], 'after:' .. n,
+      redis.sha1hex(redis.call('DUMP', KEYS[k]) or ''))
+  end
+  redis.call('HSET', KEYS[c.record], 'event', c.event, 'keys', #c.snapshot,
+    'ids', cjson.encode(c.ids), 'state', 'applied', unpack(c.fields))
+  redis.call('XADD', KEYS[c.log], 'MAXLEN', '~', maxlen, '*', 'event', c.event,
+    unpack(c.fields))
+  redis.call('EXPIRE', KEYS[c.record], ttl)
+  redis.call('EXPIRE', KEYS[c.log], ttl)
+end
 return {'ok', tostring(version or ARGV[1])}
