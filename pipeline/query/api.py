@@ -9,11 +9,13 @@ from fastapi import FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
+from pipeline.matcher.corrections import Actor, Corrector
 from pipeline.query.guard import MULTIPART_OVERHEAD, Guard
+from pipeline.query.review_api import review_routes
 from pipeline.query.service import QueryError, QueryService
 from pipeline.query.topology import topology_png, topology_rows
 
-PAGE = Path(__file__).with_name("static") / "index.html"
+PAGE = Path(__file__).with_name("static") / "review.html"
 CROP_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
 
 
@@ -22,13 +24,27 @@ def create_app(
     token: str | None = None,
     max_upload_bytes: int = 5 * 1024 * 1024,
     crops_root: str | Path | None = None,
+    read_token: str | None = None,
+    token_name: str = "operator",
 ) -> FastAPI:
-    """The API; ``token`` requires ``Authorization: Bearer <token>`` (or ``?token=``) on
-    every /api route; crop images are served only from under ``crops_root``."""
+    """The API and the review page. ``token`` (an operator's, recorded as ``token_name``
+    with each correction) or ``read_token`` (views only) is then required as
+    ``Authorization: Bearer <token>`` (or ``?token=`` for viewing) on every /api route;
+    without ``token`` nobody may correct. Crop images and run videos are served only from
+    under ``crops_root``."""
     app = FastAPI(title="reid-pipeline query", version="1")
+    tokens = {
+        secret: actor
+        for secret, actor in (
+            (token, Actor(token_name, "operator")),
+            (read_token, Actor("viewer", "viewer")),
+        )
+        if secret
+    }
     # token and size are checked from the headers, before any upload is read
-    app.add_middleware(Guard, token=token, max_body=max_upload_bytes + MULTIPART_OVERHEAD)
+    app.add_middleware(Guard, tokens=tokens, max_body=max_upload_bytes + MULTIPART_OVERHEAD)
     root = Path(crops_root).resolve() if crops_root else None
+    app.include_router(review_routes(service, Corrector(service.reader), root))
 
     def answer(fn, *args):  # noqa: ANN001, ANN002, ANN202
         try:
@@ -47,6 +63,13 @@ def create_app(
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
+        """The review page: the gallery."""
+        return PAGE.read_text()
+
+    @app.get("/identity/{identity}", response_class=HTMLResponse, include_in_schema=False)
+    def identity_page(identity: str) -> str:
+        """The review page opened on one identity (a deep link). The page itself holds no
+        data (it asks the API with the token), so it answers alike for any id."""
         return PAGE.read_text()
 
     @app.get("/api/identities")

@@ -74,6 +74,8 @@ def _print_view(view: dict, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(view, indent=2))
         return
+    if "merged_from" in view:
+        typer.echo(f"{view['merged_from']} was merged into {view['identity']}:")
     table = Table(title=f"{view['identity']}: {' -> '.join(view['cameras'])}")
     for col in ("camera", "track", "start", "end", "crops"):
         table.add_column(col)
@@ -224,20 +226,98 @@ def serve(
     namespace: Namespace = "reid",
     model: Annotated[Path | None, typer.Option(help="enables search by image")] = None,
     token: Annotated[
-        str | None, typer.Option(envvar="REID_QUERY_TOKEN", help="require this bearer token")
+        str | None,
+        typer.Option(
+            envvar="REID_QUERY_TOKEN", help="operator token: may view and correct identities"
+        ),
     ] = None,
-    crops_root: Annotated[Path, typer.Option(help="serve crop images under this")] = Path("runs"),
+    token_name: Annotated[
+        str, typer.Option(help="who corrections made with --token are recorded as")
+    ] = "operator",
+    read_token: Annotated[
+        str | None,
+        typer.Option(envvar="REID_QUERY_READ_TOKEN", help="read-only token: may only view"),
+    ] = None,
+    crops_root: Annotated[
+        Path, typer.Option(help="serve crop images and run videos under this")
+    ] = Path("runs"),
     max_upload_mb: Annotated[float, typer.Option(min=0.01)] = 5.0,
 ) -> None:
-    """HTTP API and web page (identities, trajectories with thumbnails, image search)."""
+    """The review page and HTTP API: gallery, identities with timelines and clips, search
+    by photo, corrections (merge, split, confirm, not the same person, undo)."""
     import uvicorn
 
     from pipeline.query.api import create_app
 
     service = _run(_service, redis, namespace, model)
-    api = create_app(service, token, int(max_upload_mb * 1024 * 1024), crops_root)
-    console.print(f"serving http://{host}:{port}/" + (" (token required)" if token else ""))
+    api = create_app(
+        service, token, int(max_upload_mb * 1024 * 1024), crops_root, read_token, token_name
+    )
+    mode = "token required" if token or read_token else "open for viewing"
+    if not token:
+        mode += "; corrections need --token"
+    console.print(f"serving http://{host}:{port}/ ({mode})")
     uvicorn.run(api, host=host, port=port, log_level="warning")
+
+
+corrections = typer.Typer(help="Operators' corrections: the log, and labels for training.")
+app.add_typer(corrections, name="corrections")
+
+
+def _corrector(redis: str | None, namespace: str):  # noqa: ANN202
+    from pipeline.matcher import IdentityReader
+    from pipeline.matcher.corrections import Corrector
+
+    return Corrector(IdentityReader(redis, namespace))
+
+
+@corrections.command("list")
+def list_corrections(
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    redis: Redis = None,
+    namespace: Namespace = "reid",
+    as_json: Json = False,
+) -> None:
+    """The corrections log, newest first: who merged, split, confirmed or undid what."""
+    rows = _run(_run(_corrector, redis, namespace).log, limit)
+    if not _table_wanted(rows, as_json, "no corrections yet"):
+        return
+    table = Table(title=f"corrections ({namespace}), newest first")
+    for col in ("event", "kind", "identity", "other", "who", "state"):
+        table.add_column(col)
+    for r in rows:
+        other = r.get("other", "") if r["kind"] != "undo" else f"undo of {r.get('of', '')}"
+        who = f"{r.get('who', '')} ({r.get('role', '')})"
+        table.add_row(r["event"], r["kind"], r.get("identity", ""), other, who, r["state"])
+    Console().print(table)
+
+
+@corrections.command("export")
+def export_corrections(
+    out: Annotated[Path, typer.Option(help="folder for crops/<person>/ and constraints.json")],
+    redis: Redis = None,
+    namespace: Namespace = "reid",
+    as_json: Json = False,
+) -> None:
+    """Corrections still in force as labels: confirmed people's crops (reid-train site data)
+    and must-link / cannot-link constraints (reid-train adapt --constraints)."""
+    from pipeline.query.labels import export_labels
+
+    report = _run(export_labels, _run(_run(_corrector, redis, namespace).applied), out)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    console.print(
+        f"{report['people']} confirmed people ({report['crops']} crops) in {out / 'crops'}; "
+        f"{report['must_link']} must-link and {report['cannot_link']} cannot-link groups in "
+        f"{out / 'constraints.json'}"
+        + (
+            f"; {len(report['conflicts'])} people left out (conflicting)"
+            if report["conflicts"]
+            else ""
+        )
+        + (f"; {report['missing_crops']} crop files missing" if report["missing_crops"] else "")
+    )
 
 
 if __name__ == "__main__":

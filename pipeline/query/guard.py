@@ -1,5 +1,10 @@
 """The API's front door: token and body size are checked before any body is read.
 
+Each token stands for an :class:`~pipeline.matcher.corrections.Actor` (a name and a role:
+``operator`` may correct, ``viewer`` only view). The actor, and whether its token came in
+the ``Authorization`` header (never a cookie, so a cross-site request cannot carry it),
+go to the route in ``request.state``; corrections accept only header tokens.
+
 FastAPI reads (and spools) a whole multipart upload before it runs a route's dependencies,
 so a 200 MB upload without a token used to be read completely before its 401. This ASGI
 middleware answers 401 from the headers alone and 413 from Content-Length, and stops a
@@ -9,11 +14,13 @@ chunked body (no Content-Length) as soon as it passes the limit.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.responses import JSONResponse
+
+from pipeline.matcher.corrections import Actor
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -22,6 +29,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file
+ANONYMOUS = Actor("anonymous", "viewer")  # no token configured: anyone may view
 
 
 class BodyTooLarge(Exception):
@@ -29,34 +37,43 @@ class BodyTooLarge(Exception):
 
 
 class Guard:
-    """``token`` (None: open) on every ``/api/`` route, as ``Authorization: Bearer`` or
-    ``?token=``; request bodies at most ``max_body`` bytes."""
+    """``tokens`` (secret -> actor; none: open for viewing) on every ``/api/`` route, as
+    ``Authorization: Bearer`` or ``?token=``; request bodies at most ``max_body`` bytes."""
 
-    def __init__(self, app: ASGIApp, token: str | None, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, tokens: Mapping[str, Actor], max_body: int) -> None:
         self.app = app
-        self.token = None if token is None else token.encode()
+        self.tokens = {secret.encode(): actor for secret, actor in tokens.items()}
         self.max_body = max_body
 
-    def authorised(self, scope: Scope, headers: dict[bytes, bytes]) -> bool:
-        if self.token is None:
-            return True
+    def actor(self, scope: Scope, headers: dict[bytes, bytes]) -> tuple[Actor | None, bool]:
+        """Who the request's token stands for (None: no or a wrong token), and whether the
+        token came in the header."""
         header = headers.get(b"authorization", b"")
-        if header.startswith(b"Bearer "):
+        in_header = header.startswith(b"Bearer ")
+        if not self.tokens:
+            return ANONYMOUS, in_header
+        if in_header:
             given = header.removeprefix(b"Bearer ").strip()
         else:
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
             given = query.get("token", [""])[0].encode()
         # bytes on both sides: a non-ASCII token is a wrong token, not a TypeError
-        return bool(given) and hmac.compare_digest(given, self.token)
+        for secret, actor in self.tokens.items():
+            if given and hmac.compare_digest(given, secret):
+                return actor, in_header
+        return None, in_header
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/api/"):
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        if not self.authorised(scope, headers):
+        actor, in_header = self.actor(scope, headers)
+        if actor is None:
             await JSONResponse({"detail": "missing or wrong token"}, 401)(scope, receive, send)
             return
+        state = scope.setdefault("state", {})
+        state["actor"], state["token_in_header"] = actor, in_header
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
             await self.too_large(scope, receive, send)

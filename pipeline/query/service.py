@@ -12,6 +12,8 @@ import numpy as np
 from PIL import Image
 
 from pipeline.matcher import IdentityReader, Matcher, Sighting
+from pipeline.matcher.codec import unpack
+from pipeline.query.gallery import gallery_page, summary, trajectories
 from reid.runtime import Embedder
 
 # a person crop is far smaller; a 16-megapixel frame still decodes in about 48 MB
@@ -112,37 +114,39 @@ class QueryService:
         return self.identity(identity)
 
     def list(self, limit: int = 50) -> list[dict[str, Any]]:
-        rows = []
-        for identity, updated in self.reader.identities(limit):
-            trajectory = self.reader.trajectory(identity)
-            rows.append(
-                {
-                    "identity": identity,
-                    "updated": updated,
-                    "sightings": len(trajectory),
-                    "cameras": list(dict.fromkeys(s.camera_id for s in trajectory)),
-                    "first_seen": trajectory[0].start if trajectory else None,
-                    "last_seen": trajectory[-1].end if trajectory else None,
-                    "thumbnail": next((s.crops[0] for s in trajectory if s.crops), None),
-                }
-            )
-        return rows
+        """The ``limit`` most recently updated identities (gallery rows, unfiltered)."""
+        return gallery_page(self.reader, limit=limit)["rows"]
+
+    def _ranked(self, hits: list[tuple[str, float]]) -> list[dict[str, Any]]:
+        found = trajectories(self.reader, (name for name, _ in hits))
+        return [
+            summary(name, found[name]) | {"similarity": round(similarity, 4)}
+            for name, similarity in hits
+            if found[name]
+        ]
 
     def search_image(self, data: bytes | np.ndarray, k: int = 5) -> list[dict[str, Any]]:
-        """Identities that look like the person in ``data`` (an encoded image or BGR array)."""
+        """Identities that look like the person in ``data`` (an encoded image or BGR array),
+        most similar first, as gallery rows with ``similarity``."""
         if self.embedder is None:
             raise QueryError("search by image needs the pipeline's model (--model)")
         image = data if isinstance(data, np.ndarray) else decode_upload(data)
         if image.size == 0:
             raise QueryError("the image is empty")
         features = self.embedder.embed([image]).features
-        return [
-            {
-                "identity": identity,
-                "similarity": round(similarity, 4),
-                "cameras": list(
-                    dict.fromkeys(s.camera_id for s in self.reader.trajectory(identity))
-                ),
-            }
-            for identity, similarity in self.matcher.similar(features, k)
-        ]
+        return self._ranked(self.matcher.similar(features, k))
+
+    def similar(self, identity: str, k: int = 5) -> list[dict[str, Any]]:
+        """The ``k`` identities nearest to ``identity`` (its exemplars against theirs), as
+        gallery rows with ``similarity``: candidates for "same person"."""
+        survivor = self.reader.resolve(identity)
+        raw = self.reader.call_with_retry(
+            self.reader.redis.hmget,
+            self.reader.keys.exemplars(survivor),
+            "features",
+            "features_meta",
+        )
+        if raw[0] is None:
+            raise QueryError(f"unknown identity {identity!r} (never seen, or expired)")
+        hits = self.matcher.similar(unpack(raw[0], raw[1]), k + 1)
+        return self._ranked([(name, sim) for name, sim in hits if name != survivor][:k])
