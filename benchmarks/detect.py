@@ -46,7 +46,9 @@ def main() -> None:
         frames = [cv2.resize(f, (width, height)) for f in frames]
     candidates = {
         "yolo .pt": lambda: build_detector("yolo", imgsz=args.imgsz),
-        "yolo .onnx": lambda: build_detector("yolo", default_weights(onnx=True), imgsz=args.imgsz),
+        "yolo .onnx": lambda: build_detector(
+            "yolo", weights=str(default_weights(onnx=True)), imgsz=args.imgsz
+        ),
         "hog": lambda: build_detector("hog"),
     }
     engine = args.engine
@@ -63,7 +65,9 @@ def main() -> None:
             except Exception as exc:  # a failed export: report and go on with the others
                 Console(stderr=True).print(f"TensorRT engine skipped: {exc}")
         if engine is not None:
-            candidates["yolo .engine"] = lambda: build_detector("yolo", engine, imgsz=args.imgsz)
+            candidates["yolo .engine"] = lambda: build_detector(
+                "yolo", weights=str(engine), imgsz=args.imgsz
+            )
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     h, w = frames[0].shape[:2]
     table = Table(

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
+from pydantic import Field
+
+from reid.config import Settings
 
 
 class DetectorError(ValueError):
@@ -55,3 +58,20 @@ class Detector(Protocol):
     def detect(
         self, frames: Sequence[np.ndarray], indices: Sequence[int] | None = None
     ) -> list[Detections]: ...
+
+
+class DetectorSettings(Settings):
+    """What every detector kind's settings share. A kind subclasses this in its own module
+    with a ``kind`` literal, its fields and their defaults (written only there), and
+    ``build``; :data:`detectors.registry.KINDS` lists the kinds."""
+
+    # True: one detector per camera, built from that camera's ``detections`` file
+    per_camera: ClassVar[bool] = False
+
+    kind: str
+    batch: int = Field(4, ge=1, description="frames per detector call (across cameras)")
+
+    def build(self, detections: str | None = None) -> Detector:
+        """The detector these settings describe (``detections``: a camera's file, for
+        kinds that replay one)."""
+        raise NotImplementedError(f"detector kind {self.kind!r} does not define build()")

@@ -6,10 +6,23 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar, Literal
 
 import numpy as np
 
-from detectors.base import Detections, DetectorError
+from detectors.base import Detections, DetectorError, DetectorSettings
+
+
+class PrecomputedSettings(DetectorSettings):
+    """``detector.kind: precomputed``: each camera replays its ``detections`` MOT file."""
+
+    per_camera: ClassVar[bool] = True
+    kind: Literal["precomputed"] = "precomputed"
+
+    def build(self, detections: str | None = None) -> PrecomputedDetector:
+        if detections is None:
+            raise DetectorError("detector kind 'precomputed' needs a MOT detections file")
+        return PrecomputedDetector(detections)
 
 
 def read_mot(path: str | Path) -> dict[int, Detections]:

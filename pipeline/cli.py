@@ -133,6 +133,7 @@ def run(
     for noisy in ("ultralytics", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from pipeline.errors import USER_ERRORS
+    from pipeline.sinks import PublishToStream
 
     extra = list(overrides or [])
     if redis is not None:
@@ -142,7 +143,8 @@ def run(
     stop = threading.Event()
     try:
         config = camera_group(load_pipeline_config(cameras, extra), only)
-        pipeline = Pipeline(config, max_frames=max_frames, publish_only=publish_only)
+        sink = PublishToStream.from_config(config.redis) if publish_only else None
+        pipeline = Pipeline(config, max_frames=max_frames, sink=sink)
         _on_signals(stop)
         if config.metrics_port is not None:
             from pipeline.prometheus import serve_metrics
@@ -179,7 +181,7 @@ def matcher(
     from pipeline.errors import USER_ERRORS
     from pipeline.matcher import Matcher
     from pipeline.matcher.stream import MatcherWorker
-    from pipeline.runner import build_embedder
+    from pipeline.runner import load_scorer
 
     logging.basicConfig(
         level=logging.INFO,
@@ -190,7 +192,7 @@ def matcher(
     try:
         extra = list(overrides or []) + ([f"redis.url={redis}"] if redis else [])
         config = load_pipeline_config(cameras, extra)
-        _, scorer = build_embedder(config) if config.reid.model else (None, None)
+        scorer = load_scorer(config.reid)
         name = consumer or f"{socket.gethostname()}-{os.getpid()}"
         worker = MatcherWorker(
             Matcher(config.redis.url, config.redis.namespace, config.matcher, scorer),

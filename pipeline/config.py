@@ -7,7 +7,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from detectors import DetectorConfig
+from detectors.yolo import YoloSettings
 from pipeline.matcher.config import MatcherConfig
+from pipeline.tracking import ByteTrackSettings, TrackerConfig
 from reid.config import Settings, load_yaml_settings
 
 
@@ -30,25 +33,6 @@ class CameraConfig(Settings):
         if v is not None and (v[0] < 0 or v[1] < 0 or v[2] <= 0 or v[3] <= 0):
             raise ValueError("crop is [x, y, width, height] with x, y >= 0 and positive size")
         return v
-
-
-class DetectorConfig(Settings):
-    kind: Literal["yolo", "hog", "precomputed"] = "yolo"
-    weights: str | None = Field(None, description="None: the shipped default person model")
-    person_classes: list[str | int] | None = None
-    conf: float = Field(0.35, ge=0.0, le=1.0)
-    iou: float = Field(0.5, ge=0.0, le=1.0)
-    imgsz: int = Field(640, ge=32)
-    batch: int = Field(4, ge=1, description="frames per detector call (across cameras)")
-
-
-class TrackerConfig(Settings):
-    kind: Literal["bytetrack", "botsort"] = "bytetrack"
-    lost_after_s: float = Field(2.0, gt=0)
-    track_high_thresh: float = Field(0.25, ge=0.0, le=1.0)
-    track_low_thresh: float = Field(0.1, ge=0.0, le=1.0)
-    new_track_thresh: float = Field(0.25, ge=0.0, le=1.0)
-    match_thresh: float = Field(0.8, ge=0.0, le=1.0)
 
 
 class TrackletConfig(Settings):
@@ -93,8 +77,8 @@ class OutputConfig(Settings):
 
 class PipelineConfig(Settings):
     cameras: list[CameraConfig] = Field(min_length=1)
-    detector: DetectorConfig = DetectorConfig()
-    tracker: TrackerConfig = TrackerConfig()
+    detector: DetectorConfig = YoloSettings()
+    tracker: TrackerConfig = ByteTrackSettings()
     tracklets: TrackletConfig = TrackletConfig()
     reid: ReidConfig = ReidConfig()
     matcher: MatcherConfig = MatcherConfig()
@@ -113,11 +97,11 @@ class PipelineConfig(Settings):
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"camera ids must be unique; repeated: {duplicates}")
-        if self.detector.kind == "precomputed":
+        if self.detector.per_camera:
             missing = [c.id for c in self.cameras if c.detections is None]
             if missing:
                 raise ValueError(
-                    f"detector.kind precomputed needs cameras[].detections for {missing}"
+                    f"detector.kind {self.detector.kind} needs cameras[].detections for {missing}"
                 )
         known = set(ids)
         for rule in self.matcher.topology:

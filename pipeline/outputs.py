@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 
 def _color(key: str) -> tuple[int, int, int]:
     h = zlib.crc32(key.encode()) % 180
-    b, g, r = cv2.cvtColor(np.uint8([[[h, 200, 255]]]), cv2.COLOR_HSV2BGR)[0, 0]
+    hsv = np.array([[[h, 200, 255]]], np.uint8)
+    b, g, r = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]
     return int(b), int(g), int(r)
 
 
@@ -126,7 +127,7 @@ class RunOutputs:
             h, w = image.shape[:2]
             writer = cv2.VideoWriter(
                 str(self.folder / "video" / f"{frame.camera_id}.mp4"),
-                cv2.VideoWriter_fourcc(*"mp4v"),
+                cv2.VideoWriter.fourcc(*"mp4v"),
                 fps,
                 (w, h),
             )

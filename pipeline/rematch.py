@@ -27,7 +27,7 @@ def rematch(
     """Re-decide every recorded summary of ``run`` with ``config.reid.model``; the final
     identity of each tracklet and the closing re-association's report."""
     run = Path(run)
-    embedder, scorer = build_embedder(config)
+    embedder, scorer = build_embedder(config.reid)
     matcher = Matcher(config.redis.url, config.redis.namespace, config.matcher, scorer)
     matcher.clear()
     first = None

@@ -17,17 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from detectors import build_detector
-from pipeline.config import PipelineConfig
-from pipeline.matcher import Matcher, RedisUnavailable, Tracklet, connect
+from detectors import Detections, Detector
+from pipeline.config import PipelineConfig, ReidConfig
+from pipeline.matcher import RedisUnavailable, Tracklet
 from pipeline.matcher.connection import RETRY_ERRORS
-from pipeline.matcher.stream import TrackletPublisher
 from pipeline.outputs import RunOutputs
 from pipeline.run_state import CameraStats, RunState
+from pipeline.sinks import MatchHere, TrackletSink
 from pipeline.sources import CameraReader, Frame
 from pipeline.tracking import CameraTracker
 from pipeline.tracklets import TrackletBuilder, TrackletSummary
-from reid.config import ConfigError
 from reid.runtime import Embedder, Embeddings, load_embedder
 from reid.runtime.consistency import ConsistencyScorer
 from reid.runtime.fallback import fallback_embedder
@@ -38,94 +37,65 @@ log = logging.getLogger(__name__)
 SESSION_SPAN = 10**9  # track ids of the n-th run in a namespace start at (n - 1) * this
 
 
-def build_embedder(config: PipelineConfig) -> tuple[Embedder, AttentionScorer | None]:
+def build_detectors(config: PipelineConfig) -> dict[str, Detector]:
+    """Camera id -> its detector: one shared by every camera, or, for kinds that replay a
+    camera's own detections file, one per camera."""
+    settings = config.detector
+    if settings.per_camera:
+        return {c.id: settings.build(c.detections) for c in config.cameras}
+    shared = settings.build()
+    return {c.id: shared for c in config.cameras}
+
+
+def build_embedder(config: ReidConfig) -> tuple[Embedder, AttentionScorer | None]:
     """The configured model (or the offline ImageNet fallback) and its scorer, if exported."""
-    if config.reid.model is None:
+    if config.model is None:
         log.warning(
             "no reid.model given: ImageNet MobileNetV2 features, feature-only matching "
             "(train one with reid-train for real accuracy)"
         )
         return fallback_embedder(), None
-    path = Path(config.reid.model)
-    embedder = load_embedder(path, config.reid.backend)
-    scorer_file = scorer_path(path)
-    scorer = ConsistencyScorer.load(scorer_file).to_numpy() if scorer_file.is_file() else None
-    if scorer is None:
+    return load_embedder(Path(config.model), config.backend), load_scorer(config)
+
+
+def load_scorer(config: ReidConfig) -> AttentionScorer | None:
+    """The attention-consistency scorer exported beside ``config.model``, if any (the
+    matcher needs only this, not the model)."""
+    if config.model is None:
+        return None
+    scorer_file = scorer_path(Path(config.model))
+    if not scorer_file.is_file():
         log.warning("no %s beside the model: matching is feature-only", scorer_file.name)
-    return embedder, scorer
+        return None
+    return ConsistencyScorer.load(scorer_file).to_numpy()
 
 
 class Pipeline:
-    """One run over the cameras of a :class:`PipelineConfig`."""
+    """One run over the cameras of a :class:`PipelineConfig`: built stages composed.
+
+    Args:
+        config: the run's settings.
+        max_frames: stop each camera after this many frames.
+        sink: where tracklets go; default :class:`~pipeline.sinks.MatchHere` (matched in
+            this process, against ``config.redis``).
+    """
 
     def __init__(
         self,
         config: PipelineConfig,
         max_frames: int | None = None,
-        matcher: Matcher | None = None,
-        publish_only: bool = False,
+        sink: TrackletSink | None = None,
     ) -> None:
-        """``publish_only``: scale-out camera worker; tracklets go to the Redis inbox stream
-        for ``reid-pipeline matcher`` processes instead of being matched here."""
-        if publish_only and config.redis.url is None:
-            raise ConfigError(
-                "a publish-only worker hands its tracklets to `reid-pipeline matcher` processes "
-                "through a shared Redis: give its URL (--redis or redis.url); an embedded Redis "
-                "would be private to this process"
-            )
         self.config = config
         # cameras first: a missing file is reported before models load or Redis is asked
-        self.readers = {
-            c.id: CameraReader(
-                c.id,
-                c.source,
-                c.fps,
-                c.start_time,
-                c.time_offset,
-                c.crop,
-                live=c.live,
-                max_reconnects=c.max_reconnects,
-                max_frames=max_frames,
-            )
-            for c in config.cameras
-        }
-        det = config.detector
-        options: dict[str, Any] = {}
-        if det.kind == "yolo":
-            options = {
-                "conf": det.conf,
-                "iou": det.iou,
-                "imgsz": det.imgsz,
-                "person_classes": det.person_classes,
-            }
-        elif det.kind == "hog":
-            options = {"conf": det.conf}
-        self.detectors = {
-            c.id: build_detector(
-                det.kind, c.detections if det.kind == "precomputed" else det.weights, **options
-            )
-            for c in (config.cameras if det.kind == "precomputed" else config.cameras[:1])
-        }
-        self.embedder, scorer = build_embedder(config)
-        self.publisher: TrackletPublisher | None = None
-        if publish_only:
-            self.publisher = TrackletPublisher(connect(config.redis.url), config.redis.namespace)
-            self.matcher = None
-        else:
-            self.matcher = matcher or Matcher(
-                config.redis.url, config.redis.namespace, config.matcher, scorer
-            )
-        trk = config.tracker
-        thresholds = trk.model_dump(exclude={"kind", "lost_after_s"})
+        self.readers = {c.id: CameraReader.from_config(c, max_frames) for c in config.cameras}
+        self.detectors = build_detectors(config)
+        self.embedder, scorer = build_embedder(config.reid)
+        self.sink = sink or MatchHere.from_config(config.redis, config.matcher, scorer)
         self.session = self._new_session()
+        id_base = (self.session - 1) * SESSION_SPAN
         self.trackers = {
-            cid: CameraTracker(
-                trk.kind,
-                r.output_fps,
-                trk.lost_after_s,
-                id_base=(self.session - 1) * SESSION_SPAN,
-                **thresholds,
-            )
+            cid: CameraTracker(config.tracker, r.output_fps, id_base)
             for cid, r in self.readers.items()
         }
         tl = config.tracklets
@@ -138,8 +108,6 @@ class Pipeline:
             queue_depths=lambda: {c: r.frames.qsize() for c, r in self.readers.items()},
         )
         self._pending: list[TrackletSummary] = []
-        self._footage = (float("inf"), float("-inf"))  # first start, last end seen
-        self._relinked_at: float | None = None
         # (camera, track) -> crop id -> embedding, for open tracks' kept crops
         self._embedded: dict[tuple[str, int], dict[int, Embeddings]] = {}
 
@@ -147,10 +115,9 @@ class Pipeline:
         """This run's number in the namespace (1, 2, ...): its track ids start at
         ``(n - 1) * SESSION_SPAN``, so a rerun or a restarted worker never takes over the
         records (and identities) of an earlier run's tracks with the same tracker ids."""
-        owner = self.matcher if self.matcher is not None else self.publisher
-        keys = owner.keys
+        keys = self.sink.keys
         try:
-            pipe = owner.redis.pipeline(transaction=True)
+            pipe = self.sink.redis.pipeline(transaction=True)
             pipe.incr(keys.sessions)
             pipe.expire(keys.sessions, int(self.config.matcher.retention_s))
             session, _ = pipe.execute()
@@ -158,11 +125,20 @@ class Pipeline:
             raise RedisUnavailable(f"cannot start a run: Redis is unreachable ({exc})") from exc
         return int(session)
 
-    def _detect(self, frames: list[Frame]) -> list:
-        if self.config.detector.kind == "precomputed":
-            return [self.detectors[f.camera_id].detect([f.image], [f.index])[0] for f in frames]
-        (detector,) = self.detectors.values()
-        return detector.detect([f.image for f in frames], [f.index for f in frames])
+    def _detect(self, frames: list[Frame]) -> list[Detections]:
+        """Each frame's detections; frames of cameras sharing a detector go in one call."""
+        found: list[Detections | None] = [None] * len(frames)
+        by_detector: dict[int, list[int]] = defaultdict(list)
+        for n, frame in enumerate(frames):
+            by_detector[id(self.detectors[frame.camera_id])].append(n)
+        for batch in by_detector.values():
+            detector = self.detectors[frames[batch[0]].camera_id]
+            results = detector.detect(
+                [frames[n].image for n in batch], [frames[n].index for n in batch]
+            )
+            for n, detections in zip(batch, results, strict=True):
+                found[n] = detections
+        return [d for d in found if d is not None]
 
     def _next_frames(self, open_ids: list[str]) -> list[Frame]:
         """Up to ``detector.batch`` frames, round-robin over the cameras still open."""
@@ -256,57 +232,7 @@ class Pipeline:
             )
             self.outputs.tracklet(tracklet, summary.final)
             tracklets.append(tracklet)
-        start = time.perf_counter()
-        if self.publisher is not None:
-            for tracklet in tracklets:
-                self.publisher.publish(tracklet)
-            self.state.time("match", time.perf_counter() - start)
-            self.state.decisions["published"] += len(tracklets)
-            return
-        decisions = self.matcher.decide_many(tracklets)  # those ending together: jointly
-        self.state.time("match", time.perf_counter() - start)
-        for summary, tracklet, decision in zip(summaries, tracklets, decisions, strict=True):
-            self.state.decisions[decision.action] += 1
-            self.state.identities.add(decision.identity)
-            self.state.identity_cameras[decision.identity].add(summary.camera_id)
-            self.outputs.decision(summary, decision, tracklet.crops)
-            first, last = self._footage
-            self._footage = (min(first, summary.start), max(last, summary.end))
-        self._maybe_relink()
-
-    def _final_identities(self) -> dict[tuple[str, int], str | None] | None:
-        """The last re-association, then every track's identity as it ended (the summary
-        counts those). With Redis gone, the online decisions stand (None): the run's
-        outputs are written from them rather than lost."""
-        try:
-            self._maybe_relink(final=True)
-            final = {key: self.matcher.identity_of(*key) for key in self.outputs.identity_of}
-        except RedisUnavailable as exc:
-            log.error("final re-association skipped, outputs keep the online identities: %s", exc)
-            return None
-        self.state.identities = {i for i in final.values() if i is not None}
-        self.state.identity_cameras = defaultdict(set)
-        for (camera, _), identity in final.items():
-            if identity is not None:
-                self.state.identity_cameras[identity].add(camera)
-        return final
-
-    def _maybe_relink(self, final: bool = False) -> None:
-        """Re-associate recent tracklets every ``relink_every_s`` of footage, and over the
-        whole run at its end, so early mistakes are repaired (merges and splits in Redis)."""
-        first, last = self._footage
-        every = self.config.matcher.relink_every_s
-        if self.matcher is None or last < first:
-            return
-        if not final and (every == 0 or (self._relinked_at or first) + every > last):
-            return
-        since = first if final else last - self.config.matcher.relink_window_s
-        start = time.perf_counter()
-        report = self.matcher.relink(since=max(since, first))
-        self.state.time("relink", time.perf_counter() - start)
-        self._relinked_at = last
-        self.state.decisions["relink_moves"] += report.moves
-        self.outputs.relink(report)
+        self.sink.submit(summaries, tracklets)
 
     def _refresh_fps(self) -> None:
         elapsed = time.perf_counter() - self.state.started
@@ -320,10 +246,7 @@ class Pipeline:
     ) -> dict[str, Any]:
         """Process until every camera ends or ``stop`` is set; open tracklets are flushed."""
         stop = stop or threading.Event()
-        if self.matcher is not None:
-            # once stopping (SIGTERM: a container has seconds), Redis gets seconds, not a
-            # minute, per call; what is not matched stays in tracklets.jsonl
-            self.matcher.stopping = stop
+        self.sink.start(stop, self.state, self.outputs)
         self.state.started = time.perf_counter()
         for reader in self.readers.values():
             reader.start()
@@ -374,15 +297,9 @@ class Pipeline:
                     "matched, and the outputs keep the online identities",
                     self.outputs.folder / "tracklets.jsonl",
                 )
-            final = None if redis_gone or self.matcher is None else self._final_identities()
-            if self.publisher is not None and not self.publisher.flush():
-                log.error(
-                    "%d tracklets could not be published (Redis down)", len(self.publisher.pending)
-                )
+            final = self.sink.finish(redis_gone)
             self._refresh_fps()
             summary = self.state.summary()
             summary["outputs"] = str(self.outputs.folder)
-            self.outputs.close(
-                summary, None if final is None else lambda camera, track: final.get((camera, track))
-            )
+            self.outputs.close(summary, final)
         return summary

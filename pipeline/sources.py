@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.config import CameraConfig
 from reid.preprocess import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -68,13 +69,13 @@ class _Capture:
         self.index = 0
         if self.kind == "folder":
             self.files = sorted(
-                p for p in Path(source).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+                p for p in Path(str(source)).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
             )
             if not self.files:
                 raise SourceError(f"image folder {source} holds no images")
             self.fps = fps or 10.0
             return
-        if self.kind == "file" and not Path(source).is_file():
+        if self.kind == "file" and not Path(str(source)).is_file():
             raise SourceError(f"video file {source} does not exist")
         target = int(source) if self.kind == "webcam" else source
         self.cap = cv2.VideoCapture(target)
@@ -152,6 +153,20 @@ class CameraReader:
         self.fps = self.capture.fps if self.capture else (process_fps or 25.0)
         self.stride = max(1, round(self.fps / process_fps)) if process_fps else 1
         self._thread = threading.Thread(target=self._run, name=f"camera-{camera_id}", daemon=True)
+
+    @classmethod
+    def from_config(cls, camera: CameraConfig, max_frames: int | None = None) -> CameraReader:
+        return cls(
+            camera.id,
+            camera.source,
+            camera.fps,
+            camera.start_time,
+            camera.time_offset,
+            camera.crop,
+            live=camera.live,
+            max_reconnects=camera.max_reconnects,
+            max_frames=max_frames,
+        )
 
     @property
     def output_fps(self) -> float:
@@ -250,6 +265,7 @@ class CameraReader:
                 self.stats.read += 1
                 if (capture.index - 1) % self.stride:
                     continue
+                assert image is not None  # "ok" comes with pixels
                 self._deliver(self._frame(image, capture.index, stamp))
                 self.stats.delivered += 1
                 if self.max_frames and self.stats.delivered >= self.max_frames:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from detectors import Detections
+from reid.config import Settings, kind_union
 
 
 @dataclass(frozen=True)
@@ -41,16 +43,39 @@ class _Boxes:
         return picked
 
 
-TRACKER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "bytetrack": {},
-    "botsort": {
-        "gmc_method": "none",
-        "proximity_thresh": 0.5,
-        "appearance_thresh": 0.8,
-        "with_reid": False,
-        "model": "auto",
-    },
-}
+class TrackerSettings(Settings):
+    """What both ultralytics trackers read (their names and meanings); defaults here only."""
+
+    kind: str
+    lost_after_s: float = Field(2.0, gt=0, description="how long a lost track can be re-found")
+    track_high_thresh: float = Field(0.25, ge=0.0, le=1.0)
+    track_low_thresh: float = Field(0.1, ge=0.0, le=1.0)
+    new_track_thresh: float = Field(0.25, ge=0.0, le=1.0)
+    match_thresh: float = Field(0.8, ge=0.0, le=1.0)
+    fuse_score: bool = True
+
+
+class ByteTrackSettings(TrackerSettings):
+    """``tracker.kind: bytetrack``."""
+
+    kind: Literal["bytetrack"] = "bytetrack"
+
+
+class BotSortSettings(TrackerSettings):
+    """``tracker.kind: botsort``, without camera-motion compensation or its own re-id
+    model (our embedder links people; its appearance model would be a download)."""
+
+    kind: Literal["botsort"] = "botsort"
+    proximity_thresh: float = Field(0.5, ge=0.0, le=1.0)
+    appearance_thresh: float = Field(0.8, ge=0.0, le=1.0)
+
+
+if TYPE_CHECKING:  # the checker sees the base class, pydantic the union
+    TrackerConfig = TrackerSettings
+else:
+    TrackerConfig = kind_union((ByteTrackSettings, BotSortSettings), default="bytetrack")
+# what ultralytics requires of BoT-SORT beyond the settings above
+_BOTSORT_FIXED = {"gmc_method": "none", "with_reid": False, "model": "auto"}
 
 
 class CameraTracker:
@@ -58,42 +83,27 @@ class CameraTracker:
     the camera's own processing frame rate.
 
     Args:
-        kind: ``bytetrack`` or ``botsort``.
+        settings: the tracker kind and its thresholds.
         fps: frames per second this tracker sees.
-        lost_after_s: how long a lost track can be re-found.
         id_base: added to the tracker's ids, so a run's track ids never repeat another
             run's in the same Redis namespace (:data:`pipeline.runner.SESSION_SPAN`).
-        thresholds: ``track_high_thresh``, ``track_low_thresh``, ``new_track_thresh``,
-            ``match_thresh``, ``fuse_score`` (ultralytics' names and meanings).
     """
 
-    def __init__(
-        self,
-        kind: str,
-        fps: float,
-        lost_after_s: float = 2.0,
-        id_base: int = 0,
-        **thresholds: Any,
-    ) -> None:
+    def __init__(self, settings: TrackerSettings, fps: float, id_base: int = 0) -> None:
         from ultralytics.trackers.bot_sort import BOTSORT
         from ultralytics.trackers.byte_tracker import BYTETracker
         from ultralytics.utils import IterableSimpleNamespace
 
-        classes = {"bytetrack": BYTETracker, "botsort": BOTSORT}
-        if kind not in classes:
-            raise ValueError(f"unknown tracker {kind!r}; valid: {sorted(classes)}")
         params = {
-            "tracker_type": kind,
-            "track_high_thresh": 0.25,
-            "track_low_thresh": 0.1,
-            "new_track_thresh": 0.25,
-            "match_thresh": 0.8,
-            "fuse_score": True,
-            **TRACKER_DEFAULTS[kind],
-            **thresholds,
-            "track_buffer": max(1, round(lost_after_s * fps)),
+            "tracker_type": settings.kind,
+            **settings.model_dump(exclude={"kind", "lost_after_s"}),
+            "track_buffer": max(1, round(settings.lost_after_s * fps)),
         }
-        self.tracker = classes[kind](IterableSimpleNamespace(**params))
+        self.tracker: BYTETracker  # BOTSORT is one, with global motion and appearance
+        if isinstance(settings, BotSortSettings):
+            self.tracker = BOTSORT(IterableSimpleNamespace(**params, **_BOTSORT_FIXED))
+        else:
+            self.tracker = BYTETracker(IterableSimpleNamespace(**params))
         self.id_base = id_base
 
     def update(self, detections: Detections, image: np.ndarray) -> list[Track]:

@@ -43,7 +43,8 @@ class _State:
 
     def record(self, now: float, xyxy: np.ndarray) -> None:
         """Keep the box; beyond PATH_KEEP samples, every other one is dropped (bounded)."""
-        self.path.append((now, *(float(v) for v in xyxy)))
+        x1, y1, x2, y2 = (float(v) for v in xyxy)
+        self.path.append((now, x1, y1, x2, y2))
         if len(self.path) > PATH_KEEP:
             self.path = self.path[:-1:2] + self.path[-1:]
 

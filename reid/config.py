@@ -8,14 +8,34 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+)
 
 
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def kind_union(kinds: Sequence[type[Settings]], default: str) -> Any:
+    """The settings of any of ``kinds`` (each with a ``kind`` literal), told apart by
+    ``kind``; settings that leave ``kind`` out are the ``default`` kind's (so ``--set
+    detector.batch=16`` needs no ``kind``)."""
+
+    def kind_of(value: Any) -> str:
+        return value.get("kind", default) if isinstance(value, dict) else value.kind
+
+    tagged = tuple(Annotated[k, Tag(k.model_fields["kind"].default)] for k in kinds)
+    return Annotated[Union[tagged], Discriminator(kind_of)]  # noqa: UP007 - built at run time
 
 
 class ModelConfig(Settings):

@@ -59,7 +59,9 @@ def test_default_yolo_finds_people_where_people_are(vtest_frames) -> None:
 
 def test_onnx_weights_agree_with_pt(vtest_frames) -> None:
     pt = build_detector("yolo").detect(vtest_frames[:1])[0]
-    onnx = build_detector("yolo", default_weights(onnx=True)).detect(vtest_frames[:1])[0]
+    onnx = build_detector("yolo", weights=str(default_weights(onnx=True))).detect(vtest_frames[:1])[
+        0
+    ]
     assert abs(len(pt) - len(onnx)) <= 1
     assert _hits(onnx, PEOPLE[0]) >= 2
 
@@ -71,17 +73,17 @@ def test_hog_needs_no_weights(vtest_frames) -> None:
 
 def test_missing_or_corrupt_weights_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(DetectorError, match="do not exist.*shipped default"):
-        build_detector("yolo", tmp_path / "nope.pt")
+        build_detector("yolo", weights=str(tmp_path / "nope.pt"))
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage")
     with pytest.raises(DetectorError, match="cannot be loaded"):
-        build_detector("yolo", bad)
+        build_detector("yolo", weights=str(bad))
     garbage_onnx = tmp_path / "bad.onnx"  # used to fail mid-run, at the first frame
     garbage_onnx.write_bytes(b"garbage")
     with pytest.raises(DetectorError, match="bad.onnx cannot be loaded"):
-        build_detector("yolo", garbage_onnx)
+        build_detector("yolo", weights=str(garbage_onnx))
     with pytest.raises(DetectorError, match="must be one of"):
-        build_detector("yolo", tmp_path / "weights.txt")
+        build_detector("yolo", weights=str(tmp_path / "weights.txt"))
     with pytest.raises(DetectorError, match="valid kinds"):
         build_detector("rcnn")
 
@@ -89,7 +91,7 @@ def test_missing_or_corrupt_weights_are_clear_errors(tmp_path: Path) -> None:
 def test_mot_replay_by_frame_number(tmp_path: Path) -> None:
     mot = tmp_path / "det.txt"
     mot.write_text("1,-1,10,20,30,60,0.9,-1,-1,-1\n1,-1,50,20,30,60,0.8\n3,-1,0,0,5,5,0.5\n")
-    detector = build_detector("precomputed", mot)
+    detector = build_detector("precomputed", detections=str(mot))
     one, two, three = detector.detect([np.zeros((1, 1, 3), np.uint8)] * 3, [1, 2, 3])
     np.testing.assert_allclose(one.xyxy, [[10, 20, 40, 80], [50, 20, 80, 80]])
     assert len(two) == 0 and len(three) == 1
@@ -122,9 +124,9 @@ from detectors import build_detector
 frame = np.zeros((480, 640, 3), np.uint8)
 for kind in ("yolo", "hog"):
     build_detector(kind).detect([frame])
-from pipeline.tracking import CameraTracker
+from pipeline.tracking import ByteTrackSettings, CameraTracker
 from detectors import Detections
-CameraTracker("bytetrack", 10).update(Detections(), frame)
+CameraTracker(ByteTrackSettings(), 10).update(Detections(), frame)
 print("ATTEMPTS", attempts)
 sys.exit(1 if attempts else 0)
 """
@@ -159,6 +161,8 @@ def test_a_crafted_pt_detector_is_refused_before_anything_runs(tmp_path: Path) -
     crafted = tmp_path / "yolo_person.pt"
     torch.save({"model": _Payload(marker)}, crafted)
     with pytest.raises(DetectorError, match=r"refused: loading it would import .*system"):
-        build_detector("yolo", crafted)
+        build_detector("yolo", weights=str(crafted))
     assert not marker.exists()
-    build_detector("yolo", default_weights())  # the shipped checkpoint passes the same check
+    build_detector(
+        "yolo", weights=str(default_weights())
+    )  # the shipped checkpoint passes the same check

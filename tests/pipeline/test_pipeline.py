@@ -184,7 +184,7 @@ def test_outputs_survive_redis_gone_at_the_end(
     def unreachable(since: float | None = None) -> None:
         raise RedisUnavailable("Redis unavailable after retries: connection refused")
 
-    pipeline.matcher.relink = unreachable
+    pipeline.sink.matcher.relink = unreachable
     summary = pipeline.run()
     online = {str(i) for i in pipeline.outputs.identity_of.values()}
     ids = json.loads((out / "ids.json").read_text())["identities"]
@@ -245,7 +245,7 @@ def test_a_second_run_never_takes_over_the_first_runs_tracks(
     assert ours and ours.isdisjoint(one.outputs.identity_of)
     assert all(track >= SESSION_SPAN for _, track in ours)
     keys = Keys(namespace)
-    records = list(one.matcher.redis.scan_iter(f"{keys.prefix}:tracklet:*"))
+    records = list(one.sink.redis.scan_iter(f"{keys.prefix}:tracklet:*"))
     assert len(records) == len(one.outputs.identity_of) + len(ours)
 
 
@@ -295,7 +295,7 @@ def test_stopping_while_redis_is_down_ends_fast_and_keeps_the_outputs(
         pipeline.run(stop)
     finally:
         server.stop()
-    assert pipeline.matcher.stopping is stop
+    assert pipeline.sink.matcher.stopping is stop
     for name in ("summary.json", "mtmc.txt", "ids.json", "tracklets.jsonl", "identities.json"):
         assert (out / name).is_file(), name
     recorded = {

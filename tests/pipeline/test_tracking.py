@@ -12,7 +12,7 @@ from detectors import Detections
 from detectors.precomputed import read_mot
 from pipeline.crop_quality import crop_quality
 from pipeline.sources import Frame
-from pipeline.tracking import CameraTracker, Track
+from pipeline.tracking import BotSortSettings, ByteTrackSettings, CameraTracker, Track
 from pipeline.tracklets import TrackletBuilder
 from reid_demo.scene import generate_scene
 
@@ -29,7 +29,8 @@ def test_tracker_keeps_one_id_per_person_visit(scene: Path, kind: str) -> None:
     truth = read_mot(scene / "gt/cam0.txt")
     gt_rows = [line.split(",") for line in (scene / "gt/cam0.txt").read_text().split()]
     detections = read_mot(scene / "det/cam0.txt")
-    tracker = CameraTracker(kind, fps=10, lost_after_s=2.0)
+    settings = {"bytetrack": ByteTrackSettings, "botsort": BotSortSettings}[kind]
+    tracker = CameraTracker(settings(lost_after_s=2.0), fps=10)
     blank = np.zeros((288, 384, 3), np.uint8)
     votes: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     gt_by_frame = defaultdict(list)

@@ -1,0 +1,165 @@
+"""Where a run's tracklets go: matched here (:class:`MatchHere`), or published to the Redis
+inbox stream for ``reid-pipeline matcher`` processes (:class:`PublishToStream`, the
+scale-out camera worker). :class:`~pipeline.runner.Pipeline` takes either."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Protocol
+
+import redis
+
+from pipeline.config import RedisConfig
+from pipeline.matcher import Matcher, MatcherConfig, RedisUnavailable, Tracklet, connect
+from pipeline.matcher.keys import Keys
+from pipeline.matcher.stream import TrackletPublisher
+from pipeline.outputs import RunOutputs
+from pipeline.run_state import RunState
+from pipeline.tracklets import TrackletSummary
+from reid.config import ConfigError
+from reid.runtime.pair_scoring import AttentionScorer
+
+log = logging.getLogger(__name__)
+IdentityOf = Callable[[str, int], str | None]
+
+
+class TrackletSink(Protocol):
+    """What a :class:`~pipeline.runner.Pipeline` hands its tracklets to."""
+
+    redis: redis.Redis
+    keys: Keys
+
+    def start(self, stop: threading.Event, state: RunState, outputs: RunOutputs) -> None:
+        """Called once, before the first :meth:`submit`; ``state`` and ``outputs`` are the
+        run's (decisions are counted and recorded there)."""
+
+    def submit(self, summaries: list[TrackletSummary], tracklets: list[Tracklet]) -> None:
+        """``tracklets`` (one per summary, embedded) ended or were updated together."""
+
+    def finish(self, redis_gone: bool) -> IdentityOf | None:
+        """The run ends: every track's final identity, or None where the online ones
+        stand (nothing decided here, or Redis unreachable)."""
+
+
+class MatchHere:
+    """Decides identities in this process: online decisions, re-association every
+    ``relink_every_s`` of footage over ``relink_window_s``, and a last one over the run."""
+
+    def __init__(self, matcher: Matcher, config: MatcherConfig) -> None:
+        self.matcher, self.config = matcher, config
+        self.redis, self.keys = matcher.redis, matcher.keys
+        self._footage = (float("inf"), float("-inf"))  # first start, last end seen
+        self._relinked_at: float | None = None
+        self._run: tuple[RunState, RunOutputs] | None = None
+
+    @classmethod
+    def from_config(
+        cls, redis_config: RedisConfig, config: MatcherConfig, scorer: AttentionScorer | None
+    ) -> MatchHere:
+        return cls(Matcher(redis_config.url, redis_config.namespace, config, scorer), config)
+
+    def start(self, stop: threading.Event, state: RunState, outputs: RunOutputs) -> None:
+        # once stopping (SIGTERM: a container has seconds), Redis gets seconds, not a
+        # minute, per call; what is not matched stays in tracklets.jsonl
+        self.matcher.stopping = stop
+        self._run = state, outputs
+
+    def _started(self) -> tuple[RunState, RunOutputs]:
+        if self._run is None:
+            raise RuntimeError("start() the sink before handing it tracklets")
+        return self._run
+
+    def submit(self, summaries: list[TrackletSummary], tracklets: list[Tracklet]) -> None:
+        state, outputs = self._started()
+        start = time.perf_counter()
+        decisions = self.matcher.decide_many(tracklets)  # those ending together: jointly
+        state.time("match", time.perf_counter() - start)
+        for summary, tracklet, decision in zip(summaries, tracklets, decisions, strict=True):
+            state.decisions[decision.action] += 1
+            state.identities.add(decision.identity)
+            state.identity_cameras[decision.identity].add(summary.camera_id)
+            outputs.decision(summary, decision, tracklet.crops)
+            first, last = self._footage
+            self._footage = (min(first, summary.start), max(last, summary.end))
+        self._maybe_relink()
+
+    def finish(self, redis_gone: bool) -> IdentityOf | None:
+        """The last re-association, then every track's identity as it ended (the summary
+        counts those). With Redis gone, the online decisions stand (None): the run's
+        outputs are written from them rather than lost."""
+        state, outputs = self._started()
+        if redis_gone:
+            return None
+        try:
+            self._maybe_relink(final=True)
+            final = {key: self.matcher.identity_of(*key) for key in outputs.identity_of}
+        except RedisUnavailable as exc:
+            log.error("final re-association skipped, outputs keep the online identities: %s", exc)
+            return None
+        state.identities = {i for i in final.values() if i is not None}
+        state.identity_cameras = defaultdict(set)
+        for (camera, _), identity in final.items():
+            if identity is not None:
+                state.identity_cameras[identity].add(camera)
+        return lambda camera, track: final.get((camera, track))
+
+    def _maybe_relink(self, final: bool = False) -> None:
+        """Re-associate recent tracklets every ``relink_every_s`` of footage, and over the
+        whole run at its end, so early mistakes are repaired (merges and splits in Redis)."""
+        state, outputs = self._started()
+        first, last = self._footage
+        every = self.config.relink_every_s
+        if last < first:
+            return
+        if not final and (every == 0 or (self._relinked_at or first) + every > last):
+            return
+        since = first if final else last - self.config.relink_window_s
+        start = time.perf_counter()
+        report = self.matcher.relink(since=max(since, first))
+        state.time("relink", time.perf_counter() - start)
+        self._relinked_at = last
+        state.decisions["relink_moves"] += report.moves
+        outputs.relink(report)
+
+
+class PublishToStream:
+    """Scale-out camera worker: tracklets go to the Redis inbox stream, decided by
+    ``reid-pipeline matcher`` processes; nothing is matched here."""
+
+    def __init__(self, publisher: TrackletPublisher) -> None:
+        self.publisher = publisher
+        self.redis, self.keys = publisher.redis, publisher.keys
+        self._state: RunState | None = None
+
+    @classmethod
+    def from_config(cls, redis_config: RedisConfig) -> PublishToStream:
+        if redis_config.url is None:
+            raise ConfigError(
+                "a publish-only worker hands its tracklets to `reid-pipeline matcher` processes "
+                "through a shared Redis: give its URL (--redis or redis.url); an embedded Redis "
+                "would be private to this process"
+            )
+        return cls(TrackletPublisher(connect(redis_config.url), redis_config.namespace))
+
+    def start(self, stop: threading.Event, state: RunState, outputs: RunOutputs) -> None:
+        self._state = state
+
+    def submit(self, summaries: list[TrackletSummary], tracklets: list[Tracklet]) -> None:
+        if self._state is None:
+            raise RuntimeError("start() the sink before handing it tracklets")
+        start = time.perf_counter()
+        for tracklet in tracklets:
+            self.publisher.publish(tracklet)
+        self._state.time("match", time.perf_counter() - start)
+        self._state.decisions["published"] += len(tracklets)
+
+    def finish(self, redis_gone: bool) -> IdentityOf | None:
+        if not self.publisher.flush():
+            log.error(
+                "%d tracklets could not be published (Redis down)", len(self.publisher.pending)
+            )
+        return None
