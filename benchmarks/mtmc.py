@@ -22,7 +22,7 @@ import argparse
 import json
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -33,7 +33,7 @@ from rich.table import Table
 
 from pipeline.config import load_pipeline_config
 from pipeline.evaluation import evaluate_mtmc, oracle_identities
-from pipeline.matcher import Matcher, MatcherConfig, connect
+from pipeline.matcher import IdentityReader, Matcher, MatcherConfig, connect
 from pipeline.matcher.association import (
     AttentionInputs,
     associate,
@@ -60,6 +60,7 @@ from reid_demo.vtest import fetch_vtest
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "runs" / "bench-mtmc"
+ADAPT_CONFIG = ROOT / "configs/train/adapt_mobilenet.yaml"
 console = Console(width=150)
 Linker = Callable[[Path, MatcherConfig], Callable[[str, int], str | None]]
 
@@ -72,9 +73,9 @@ def run_once(cams: Path, out: Path, overrides: list[str]) -> Path:
         cams, [f"outputs.dir={out}", "outputs.video=false", "outputs.crops=false", *overrides]
     )
     pipeline = Pipeline(config)
-    pipeline.matcher.clear()
+    IdentityReader(config.redis.url, config.redis.namespace).clear()
     pipeline.run()
-    pipeline.matcher.clear()
+    IdentityReader(config.redis.url, config.redis.namespace).clear()
     return out
 
 
@@ -169,32 +170,38 @@ def reassociate(run: Path, config: MatcherConfig) -> Callable[[str, int], str | 
     return lambda camera, track: found.get((camera, track))
 
 
-def adapted_model(run: Path, config: MatcherConfig) -> Path:
+def adapted_model(run: Path, config: MatcherConfig, overrides: Sequence[str] = ()) -> Path:
     """``reid-train adapt`` on the run's own tracklets (no labels), round 0 from the run's
-    final identities as the pipeline would have written them; cached beside the run."""
-    out = run.parent / f"adapt-{run.name}"
+    final identities as the pipeline would have written them; ``overrides`` (``key=value``)
+    change the adaptation settings. Cached beside the run, one folder per overrides."""
+    tag = "".join(f"-{kv}" for kv in overrides).replace("/", "_")
+    out = run.parent / f"adapt-{run.name}{tag}"
     if not (out / "report.json").is_file():
         tracklets = read_tracklets(run)
         labels, _ = cluster_tracklets(tracklets, config)
         final = {(t.camera_id, t.track_id): f"c{n}" for t, n in zip(tracklets, labels, strict=True)}
         write_identities(run, list(final), lambda camera, track: final[(camera, track)])
-        settings = load_yaml_settings(ROOT / "configs/train/adapt_mobilenet.yaml", AdaptConfig, [])
+        settings = load_yaml_settings(ADAPT_CONFIG, AdaptConfig, list(overrides))
         adapt([run], out, settings, console=console)
     return out / "model.onnx"
 
 
-def adapted_tracklets(run: Path, config: MatcherConfig) -> tuple[list, AttentionScorer]:
+def adapted_tracklets(
+    run: Path, config: MatcherConfig, overrides: Sequence[str] = ()
+) -> tuple[list, AttentionScorer]:
     """The stored crops re-embedded with the adapted model (no detection again), and the
     model's attention scorer."""
-    model = adapted_model(run, config)
+    model = adapted_model(run, config, overrides)
     scorer = ConsistencyScorer.load(scorer_path(model)).to_numpy()
     return read_tracklets(run, load_embedder(model, "ort")), scorer
 
 
-def adapted(run: Path, config: MatcherConfig) -> Callable[[str, int], str | None]:
+def adapted(
+    run: Path, config: MatcherConfig, overrides: Sequence[str] = ()
+) -> Callable[[str, int], str | None]:
     """After adaptation: re-embedded tracklets re-associated, attention included (its
     weight fitted on pseudo-pairs)."""
-    tracklets, scorer = adapted_tracklets(run, config)
+    tracklets, scorer = adapted_tracklets(run, config, overrides)
     labels, _ = cluster_tracklets(tracklets, config, scorer)
     found = {
         (t.camera_id, t.track_id): f"c{label}" for t, label in zip(tracklets, labels, strict=True)
@@ -227,16 +234,16 @@ def pipeline_default(run: Path, config: MatcherConfig) -> Callable[[str, int], s
 
 
 def verification_auc(
-    run: Path, gt: Path, config: MatcherConfig, attention_model: bool = False
+    run: Path, gt: Path, config: MatcherConfig, adapted_with: Sequence[str] | None = None
 ) -> dict[str, float]:
     """Pair-verification AUC on every pair of tracklets that is not a cannot-link, labelled
     by the ground truth (which no evidence model ever sees): raw appearance, camera-centred
     appearance, that plus attention consistency at the weight re-association fitted on
-    pseudo-pairs (``attention_model``: the adapted model, which exports attention), and
-    everything re-association weighs."""
+    pseudo-pairs (``adapted_with``: the model adapted with these overrides, which exports
+    attention), and everything re-association weighs."""
     scorer = None
-    if attention_model:
-        tracklets, scorer = adapted_tracklets(run, config)
+    if adapted_with is not None:
+        tracklets, scorer = adapted_tracklets(run, config, adapted_with)
     else:
         tracklets = read_tracklets(run)
     oracle = oracle_identities(gt, run)
@@ -345,7 +352,7 @@ def main() -> None:
         aucs[name] = verification_auc(run, gt, pipeline_config.matcher)
         if ARGS.adapt:
             aucs[f"{name}, adapted"] = verification_auc(
-                run, gt, pipeline_config.matcher, attention_model=True
+                run, gt, pipeline_config.matcher, adapted_with=()
             )
     console.print(table)
     pairs = Table(title="pair-verification AUC (pairs that are not cannot-links, GT labels)")
