@@ -148,30 +148,38 @@ def merge_constrained(
     candidates: np.ndarray,
     negatives: np.ndarray,
     accept: Rule,
+    must_links: np.ndarray | None = None,
 ) -> list[int]:
-    """Merge clusters along ``candidates`` (index pairs, best first) where ``accept`` agrees
-    and no cannot-link (``negatives``) separates them; the cluster label of each vector
-    (0..C-1 in order of first member)."""
+    """Merge clusters along ``must_links`` (index pairs an operator said are one person),
+    then along ``candidates`` (index pairs, best first) where ``accept`` agrees; never
+    where a cannot-link (``negatives``) separates them, not even for a must-link. The
+    cluster label of each vector (0..C-1 in order of first member)."""
     clusters = {n: Cluster([n], vectors[n].astype(np.float64)) for n in range(len(vectors))}
     for x, y in negatives.tolist():
         clusters[x].apart.add(y)
         clusters[y].apart.add(x)
     owner = list(range(len(vectors)))
-    for i, j in candidates.tolist():
+
+    def join(i: int, j: int, rule: Rule) -> None:
         a, b = owner[i], owner[j]
         if a == b:
-            continue
+            return
         ca, cb = clusters[a], clusters[b]
         if len(ca.members) < len(cb.members):
             a, b, ca, cb = b, a, cb, ca
-        if not ca.apart.isdisjoint(cb.members) or not accept(ca, cb):
-            continue
+        if not ca.apart.isdisjoint(cb.members) or not rule(ca, cb):
+            return
         ca.members += cb.members
         ca.total += cb.total
         ca.apart |= cb.apart
         for y in cb.members:
             owner[y] = a
         del clusters[b]
+
+    for i, j in (must_links if must_links is not None else np.empty((0, 2), int)).tolist():
+        join(i, j, lambda a, b: True)
+    for i, j in candidates.tolist():
+        join(i, j, accept)
     labels: dict[int, int] = {}
     return [labels.setdefault(owner[n], len(labels)) for n in range(len(vectors))]
 
@@ -188,14 +196,16 @@ def linked_within(
     neighbours: tuple[np.ndarray, np.ndarray] | None = None,
     k: int = 20,
     rule: Rule | None = None,
+    must_links: np.ndarray | None = None,
 ) -> list[int]:
     """Constrained average linkage at ``threshold`` along each vector's ``k`` nearest
     (``neighbours`` from :func:`nearest_neighbours`, computed when not given), where
-    ``rule`` (if any) also agrees."""
+    ``rule`` (if any) also agrees; ``must_links`` are joined first."""
     index, distance = neighbours if neighbours is not None else nearest_neighbours(vectors, k)
     return merge_constrained(
         vectors,
         neighbour_pairs(index, distance, k, threshold)[0],
         negatives,
         lambda a, b: a.average_distance(b) <= threshold and (rule is None or rule(a, b)),
+        must_links,
     )

@@ -16,6 +16,12 @@ pseudo-identities for a few epochs (its loss terms as the config sets them), sta
 the previous round's weights: the cluster-then-train loop of the cluster-contrast /
 SpCL family, with a tracklet as the smallest unit (TAUDL). The last model is exported
 through the parity-checked ONNX export, ready for ``reid.model: OUT/model.onnx``.
+
+An operator's corrections on the review page, exported by ``reid-query corrections export``
+(``constraints.json``), join the free structure when given (``--constraints``): a
+must-link (tracklets said to be one person) is joined in every round, a cannot-link (said
+to be different people) is never crossed, not even by a must-link or the run's own
+identities.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from pydantic import Field
 from rich.console import Console
 
 from reid.config import Settings
-from reid.data.datasets import ReidDataset, Sample
+from reid.data.datasets import DatasetError, ReidDataset, Sample
 from reid.data.run_folder import RunMaterial, read_runs
 from reid.evaluation import extract
 from reid.export.onnx_export import OnnxExport, export_onnx
@@ -45,6 +51,7 @@ from reid.runtime.clustering import (
     camera_centred,
     cannot_links,
     linked_within,
+    merge_constrained,
     pair_distances,
     pair_rate,
     quantile_threshold,
@@ -68,6 +75,56 @@ class AdaptConfig(Settings):
 
 
 @dataclass(frozen=True)
+class Constraints:
+    """Operator's constraints as tracklet index pairs ``[P, 2]`` into the material."""
+
+    must: np.ndarray
+    cannot: np.ndarray
+
+    @classmethod
+    def none(cls) -> Constraints:
+        return cls(np.empty((0, 2), np.int64), np.empty((0, 2), np.int64))
+
+
+def read_constraints(path: str | Path, material: RunMaterial) -> Constraints:
+    """``constraints.json`` of ``reid-query corrections export``: must-link groups and
+    cannot-link group pairs of ``{"camera", "track"}``, as pairs of the material's tracklets
+    (a track in several runs' material counts in each; tracks not in it are skipped)."""
+    where: dict[tuple[str, int], list[int]] = {}
+    for n, t in enumerate(material.tracklets):
+        where.setdefault((t.camera, t.track), []).append(n)
+    try:
+        data = json.loads(Path(path).read_text())
+
+        def found(group: list[dict]) -> list[int]:
+            return [n for t in group for n in where.get((str(t["camera"]), int(t["track"])), [])]
+
+        must = [(g[0], n) for g in map(found, data["must_link"]) for n in g[1:]]
+        cannot = [
+            (i, j) for a, b in data["cannot_link"] for i in found(a) for j in found(b) if i != j
+        ]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DatasetError(f"{path}: not a constraints file of reid-query ({exc})") from exc
+    return Constraints(
+        np.asarray(must, np.int64).reshape(-1, 2), np.asarray(cannot, np.int64).reshape(-1, 2)
+    )
+
+
+def honour(labels: Sequence[int], constraints: Constraints) -> list[int]:
+    """``labels`` (the run's own identities) re-formed under the operator's constraints:
+    must-links joined first, then each label's members wherever no cannot-link forbids."""
+    first: dict[int, int] = {}
+    pairs = [(first.setdefault(label, n), n) for n, label in enumerate(labels)]
+    return merge_constrained(
+        np.zeros((len(labels), 1)),
+        np.asarray([p for p in pairs if p[0] != p[1]], np.int64).reshape(-1, 2),
+        constraints.cannot,
+        lambda a, b: True,
+        constraints.must,
+    )
+
+
+@dataclass(frozen=True)
 class RoundReport:
     round: int
     clusters: int
@@ -80,10 +137,15 @@ class RoundReport:
 
 
 def pseudo_identities(
-    features: np.ndarray, material: RunMaterial, rate_per_tracklet: float
+    features: np.ndarray,
+    material: RunMaterial,
+    rate_per_tracklet: float,
+    constraints: Constraints | None = None,
 ) -> tuple[list[int], float | None, int]:
     """Cluster label per tracklet, the calibrated threshold (None: too few cannot-links,
-    each tracklet stays its own identity) and how many cannot-links there were."""
+    each tracklet stays its own identity but for must-links) and how many free
+    cannot-links there were (the threshold is calibrated on those, not on the operator's)."""
+    constraints = constraints or Constraints.none()
     tracklets = material.tracklets
     vectors = camera_centred(features, [t.camera for t in tracklets])
     negatives = cannot_links(
@@ -92,11 +154,15 @@ def pseudo_identities(
         [t.camera for t in tracklets],
         material.overlaps,
     )
+    apart = np.concatenate([negatives, constraints.cannot])
     if len(negatives) < MIN_NEGATIVES:
-        return list(range(len(tracklets))), None, len(negatives)
+        nothing = np.empty((0, 2), np.int64)
+        labels = merge_constrained(vectors, nothing, apart, lambda a, b: False, constraints.must)
+        return labels, None, len(negatives)
     rate = pair_rate(len(tracklets), rate_per_tracklet)
     threshold = quantile_threshold(pair_distances(vectors, negatives), rate)
-    return linked_within(vectors, negatives, threshold), threshold, len(negatives)
+    labels = linked_within(vectors, apart, threshold, must_links=constraints.must)
+    return labels, threshold, len(negatives)
 
 
 def _samples(material: RunMaterial, labels: Sequence[int]) -> list[Sample]:
@@ -152,8 +218,10 @@ def adapt(
     config: AdaptConfig,
     init: str | Path | None = None,
     console: Console | None = None,
+    constraints: str | Path | None = None,
 ) -> dict:
     """Adapt CASN to the site in ``runs``; writes ``out/model.onnx`` and ``out/report.json``.
+    ``constraints``: an operator's ``constraints.json`` (``reid-query corrections export``).
 
     A round whose ``last.pt`` is complete is not trained again (resumable)."""
     console = console or Console(stderr=True)
@@ -161,6 +229,7 @@ def adapt(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     material = read_runs(runs)
+    rules = read_constraints(constraints, material) if constraints else Constraints.none()
     state = None
     if init is not None:  # its architecture comes with it (e.g. an imported ResNet50)
         start = load_checkpoint(init)
@@ -189,12 +258,12 @@ def adapt(
         if r == 0 and None not in known:
             # the run's own identities: re-association already weighed time and space
             names: dict[str, int] = {}
-            labels = [names.setdefault(name, len(names)) for name in known]
+            labels = honour([names.setdefault(name, len(names)) for name in known], rules)
             threshold, negatives = None, 0
         else:
             features = _tracklet_features(model, material)
             labels, threshold, negatives = pseudo_identities(
-                features, material, config.false_links_per_tracklet
+                features, material, config.false_links_per_tracklet, rules
             )
         samples = _samples(material, labels)
         query, gallery = _self_check_split(samples)
@@ -249,6 +318,7 @@ def adapt(
         "crops": sum(len(t.crops) for t in material.tracklets),
         "cameras": sorted({t.camera for t in material.tracklets}),
         "rounds": [asdict(r) for r in rounds],
+        "constraints": {"must_link_pairs": len(rules.must), "cannot_link_pairs": len(rules.cannot)},
         "model": str(exported.onnx),
         "seconds": round(time.perf_counter() - started, 1),
     }

@@ -210,9 +210,14 @@ def adapt_command(
         list[str] | None,
         typer.Option("--set", help="override: --set rounds=4, --set train.optim.lr=0.01"),
     ] = None,
+    constraints: Annotated[
+        Path | None,
+        typer.Option(help="an operator's constraints.json (reid-query corrections export)"),
+    ] = None,
     verbose: bool = False,
 ) -> None:
-    """Train CASN on the site's own tracklets, with no labels, and export it."""
+    """Train CASN on the site's own tracklets, with no labels (or an operator's must-link /
+    cannot-link constraints), and export it."""
     from reid.training.adapt import AdaptConfig, adapt
 
     _setup_logging(verbose)
@@ -220,7 +225,7 @@ def adapt_command(
         settings = load_yaml_settings(config, AdaptConfig, overrides or [])
         if init is not None and init_format is not None:
             init = import_to_checkpoint(init, init_format, out / "imported.pt", "256x128")
-        report = adapt(runs, out, settings, init, console)
+        report = adapt(runs, out, settings, init, console, constraints)
     except TrainingInterrupted as exc:
         console.print(f"[yellow]{exc}[/yellow]")
         raise typer.Exit(130) from None

@@ -17,7 +17,7 @@ from reid.data.datasets import DatasetError
 from reid.data.run_folder import read_run, read_runs
 from reid.data.synthetic import draw_person, random_appearance, random_camera
 from reid.models.checkpoint import model_from_checkpoint
-from reid.training.adapt import AdaptConfig, pseudo_identities
+from reid.training.adapt import AdaptConfig, honour, pseudo_identities, read_constraints
 from reid.training.cli import app
 
 
@@ -146,16 +146,24 @@ def test_adapt_end_to_end_writes_a_usable_model(tmp_path: Path) -> None:
     )
     config = small_adapt_config(tmp_path, rounds=2)
     out = tmp_path / "adapted"
+    # an operator said person 0's two sightings are different people
+    constraints = write_constraints(tmp_path / "c.json", [], [([("cam0", 0)], [("cam1", 0)])])
     result = CliRunner().invoke(
-        app, ["adapt", str(tmp_path / "run"), "--out", str(out), "--config", str(config)]
+        app,
+        ["adapt", str(tmp_path / "run"), "--out", str(out), "--config", str(config)]
+        + ["--constraints", str(constraints)],
     )
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     assert report["tracklets"] == 20 and report["crops"] == 80
+    assert report["constraints"] == {"must_link_pairs": 0, "cannot_link_pairs": 1}
     assert [r["round"] for r in report["rounds"]] == [0, 1]
     first = json.loads((out / "round0" / "pseudo_labels.json").read_text())
-    assert len({(r["track"], r["label"]) for r in first}) == 10  # one label per person
-    assert report["rounds"][0]["cross_camera_clusters"] == 10
+    assert len({(r["track"], r["label"]) for r in first}) == 11  # person 0 cut in two
+    assert report["rounds"][0]["cross_camera_clusters"] == 9
+    for labels in (first, json.loads((out / "round1" / "pseudo_labels.json").read_text())):
+        person0 = {r["camera"]: r["label"] for r in labels if r["track"] == 0}
+        assert person0["cam0"] != person0["cam1"]
     assert len(json.loads((out / "round1" / "pseudo_labels.json").read_text())) == 20
     for suffix in (".onnx", ".onnx.json", ".consistency.pt"):
         assert (out / f"model{suffix}").is_file()
@@ -166,6 +174,62 @@ def test_adapt_end_to_end_writes_a_usable_model(tmp_path: Path) -> None:
     assert features.shape[0] == 1 and np.isclose(np.linalg.norm(features), 1.0, atol=1e-4)
     # resumable: a second call finds every round trained and only re-exports
     again = CliRunner().invoke(
-        app, ["adapt", str(tmp_path / "run"), "--out", str(out), "--config", str(config)]
+        app,
+        ["adapt", str(tmp_path / "run"), "--out", str(out), "--config", str(config)]
+        + ["--constraints", str(constraints)],
     )
     assert again.exit_code == 0 and again.output.count("already trained") == 2
+
+
+def write_constraints(path: Path, must: list, cannot: list) -> Path:
+    """constraints.json as reid-query corrections export writes it."""
+    named = lambda group: [{"camera": c, "track": t} for c, t in group]  # noqa: E731
+    path.write_text(
+        json.dumps(
+            {
+                "must_link": [named(g) for g in must],
+                "cannot_link": [[named(a), named(b)] for a, b in cannot],
+                "conflicts": [],
+                "corrections": [],
+            }
+        )
+    )
+    return path
+
+
+def test_operator_constraints_join_and_never_cross(tmp_path: Path) -> None:
+    """A must-link joins tracklets whose features are far apart; a cannot-link keeps apart
+    tracklets whose features are one: in the clustering of every round, and over the run's
+    own identities in round 0."""
+    truth = write_run(tmp_path / "run", 12, seed=5)
+    material = read_run(tmp_path / "run")
+    index = {(t.camera, t.track): n for n, t in enumerate(material.tracklets)}
+    path = write_constraints(
+        tmp_path / "constraints.json",
+        must=[[("cam0", 3), ("cam1", 4), ("cam0", 99)]],  # track 99 is in no run: skipped
+        cannot=[([("cam0", 5)], [("cam1", 5)])],
+    )
+    constraints = read_constraints(path, material)
+    assert constraints.must.tolist() == [[index[("cam0", 3)], index[("cam1", 4)]]]
+    assert constraints.cannot.tolist() == [[index[("cam0", 5)], index[("cam1", 5)]]]
+    rng = np.random.default_rng(1)
+    apart = rng.standard_normal((len(material.tracklets), 64)).astype(np.float32)
+    apart /= np.linalg.norm(apart, axis=1, keepdims=True)  # nobody looks like anybody
+    plain, _, _ = pseudo_identities(apart, material, 0.05)
+    joined, _, _ = pseudo_identities(apart, material, 0.05, constraints)
+    a, b = index[("cam0", 3)], index[("cam1", 4)]
+    assert plain[a] != plain[b] and joined[a] == joined[b]
+    glued = np.ones_like(apart)  # everybody looks alike
+    glued /= np.linalg.norm(glued, axis=1, keepdims=True)
+    labels, _, _ = pseudo_identities(glued, material, 10.0, constraints)
+    assert labels[index[("cam0", 5)]] != labels[index[("cam1", 5)]]
+    assert labels[a] == labels[b]
+    # round 0 starts from the run's own identities: the operator still has the last word
+    own = [t.track for t in material.tracklets]  # person p is track p in both cameras
+    assert sorted(own) == sorted(truth)
+    fixed = honour(own, constraints)
+    assert fixed[index[("cam0", 5)]] != fixed[index[("cam1", 5)]]
+    assert fixed[a] == fixed[b] == fixed[index[("cam1", 3)]] == fixed[index[("cam0", 4)]]
+    assert len(set(fixed)) == len(set(own))  # person 5 cut in two, persons 3 and 4 joined
+    with pytest.raises(DatasetError, match="not a constraints file"):
+        read_constraints(write_constraints(tmp_path / "x.json", [], []).with_name("nope"), material)
