@@ -75,7 +75,8 @@ def identification_attention_loss(
     the attention to cover the whole person.
     """
     attention = gradcam(true_class_score(output.logits, labels), output.maps, create_graph=True)
-    masked = images * (1 - soft_mask(attention, images.shape[-2:], a, b))
+    height, width = images.shape[-2:]
+    masked = images * (1 - soft_mask(attention, (height, width), a, b))
     probs = model(masked).logits.softmax(dim=2)
     return probs.gather(2, labels[:, None, None].expand(-1, probs.shape[1], 1)).mean()
 

@@ -46,8 +46,10 @@ def crops_to_array(crops: Sequence[np.ndarray], size: tuple[int, int]) -> np.nda
     batch = np.stack(
         [cv2.resize(c, (width, height), interpolation=cv2.INTER_LINEAR) for c in crops]
     )
+    mean = np.asarray(IMAGENET_MEAN, np.float32)
+    std = np.asarray(IMAGENET_STD, np.float32)
     rgb = batch[..., ::-1].astype(np.float32) / 255.0
-    rgb = (rgb - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
+    rgb = (rgb - mean) / std
     return np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))
 
 

@@ -110,7 +110,7 @@ def generate_scene(
                 -1,
             )
         writer = cv2.VideoWriter(
-            str(out / f"{name}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h)
+            str(out / f"{name}.mp4"), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h)
         )
         gt_lines, det_lines = [], []
         mine = sorted((v for v in visits if v.camera == cam), key=lambda v: v.baseline)

@@ -177,7 +177,8 @@ def site(root: str | Path, train_fraction: float = 0.5, seed: int = 0) -> ReidDa
         for name in identities[:n_train]
         for c, _, p in crops[name]
     ]
-    query, gallery = [], []
+    query: list[Sample] = []
+    gallery: list[Sample] = []
     for name in identities[n_train:]:
         first_of_camera: dict[str, Path] = {}
         for camera, _, path in sorted(crops[name], key=lambda item: item[1]):

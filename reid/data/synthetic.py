@@ -49,8 +49,9 @@ class CameraLook:
 
 
 def _color(rng: np.random.Generator, saturation: tuple[float, float] = (0.3, 1.0)) -> Color:
-    hsv = np.uint8(
-        [[[rng.integers(0, 180), rng.uniform(*saturation) * 255, rng.uniform(0.25, 1.0) * 255]]]
+    hsv = np.array(
+        [[[rng.integers(0, 180), rng.uniform(*saturation) * 255, rng.uniform(0.25, 1.0) * 255]]],
+        np.uint8,
     )
     b, g, r = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]
     return int(b), int(g), int(r)
@@ -74,11 +75,11 @@ def random_appearance(rng: np.random.Generator) -> Appearance:
 
 
 def random_camera(rng: np.random.Generator) -> CameraLook:
+    background = _color(rng, (0.0, 0.3))
+    floor = _color(rng, (0.0, 0.2))
+    b, g, r = (float(c) for c in rng.uniform(0.8, 1.2, size=3))
     return CameraLook(
-        background=_color(rng, (0.0, 0.3)),
-        floor=_color(rng, (0.0, 0.2)),
-        cast=tuple(float(c) for c in rng.uniform(0.8, 1.2, size=3)),
-        gain=float(rng.uniform(0.7, 1.2)),
+        background=background, floor=floor, cast=(b, g, r), gain=float(rng.uniform(0.7, 1.2))
     )
 
 

@@ -47,7 +47,7 @@ def quantize_onnx(
     onnx_path, output = Path(onnx_path), Path(output)
     meta = read_metadata(onnx_path)
     crops = load_crops(calibration, num_calibration)
-    data = crops_to_array(crops, tuple(meta.input_size))
+    data = crops_to_array(crops, meta.input_size)
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:

@@ -97,7 +97,8 @@ class CASN(nn.Module):
         built = build_backbone(backbone, pretrained=pretrained, last_stride=last_stride)
         self.backbone_name = backbone
         self.variant = variant
-        self.input_size = tuple(input_size) if input_size else spec.input_size
+        height, width = input_size or spec.input_size
+        self.input_size = (height, width)
         self.backbone = built.body
         self.pool = StripeFeatures(built.channels, spec.stripes, spec.reduce_dim)
         self.classifier = IdentityClassifier(

@@ -29,11 +29,11 @@ def camera_centred(vectors: np.ndarray, cameras: Sequence[str]) -> np.ndarray:
     normalisation of label-free re-id). Cameras with few tracklets borrow from the mean of
     all (``CAMERA_PRIOR`` pseudo-tracklets), so a lone tracklet is not centred to nothing.
     """
-    cameras = np.asarray(cameras)
+    labels = np.asarray(cameras)
     overall = vectors.mean(axis=0)
     out = np.empty_like(vectors)
-    for camera in np.unique(cameras):
-        mask = cameras == camera
+    for camera in np.unique(labels):
+        mask = labels == camera
         n = int(mask.sum())
         mean = (vectors[mask].sum(axis=0) + CAMERA_PRIOR * overall) / (n + CAMERA_PRIOR)
         out[mask] = vectors[mask] - mean

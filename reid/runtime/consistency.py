@@ -16,7 +16,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from reid.attention import DEFAULT_THRESHOLD, attention_distance, pair_attention
+from reid.attention import (
+    DEFAULT_THRESHOLD,
+    AttentionHeads,
+    attention_distance,
+    pair_attention,
+)
 from reid.models import CASN
 from reid.models.heads import SAME, SiameseHead, StripeFeatures
 from reid.runtime.pair_scoring import AttentionScorer
@@ -29,7 +34,9 @@ class ScorerFileError(ValueError):
 
 
 def attention_scorer(
-    heads: CASN | nn.Module, basis: torch.Tensor | None = None, threshold: float = DEFAULT_THRESHOLD
+    heads: CASN | AttentionHeads,
+    basis: torch.Tensor | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
 ) -> AttentionScorer:
     """The numpy closed-form scorer of a CASN's heads (and a projection basis, if any)."""
     head, pool = heads.siamese_head, heads.pool
@@ -46,6 +53,15 @@ def attention_scorer(
         None if basis is None else array(basis),
         threshold,
     )
+
+
+class ScorerHeads(nn.Module):
+    """The CASN parts the closed form needs, without the backbone."""
+
+    def __init__(self, pool: StripeFeatures, siamese_head: SiameseHead) -> None:
+        super().__init__()
+        self.pool = pool
+        self.siamese_head = siamese_head
 
 
 def fit_channel_basis(maps: torch.Tensor, rank: int) -> torch.Tensor:
@@ -66,21 +82,18 @@ class ConsistencyScorer:
     """Closed-form Siamese attention distance of feature/projection pairs.
 
     Attributes:
-        heads: a module with the CASN's ``siamese_head`` and ``pool``.
+        heads: the CASN's ``siamese_head`` and ``pool``.
         basis: ``[C, r]`` channel basis the projections were made with.
         threshold: profile alignment threshold (:func:`reid.attention.attended_extent`).
     """
 
-    heads: nn.Module
+    heads: ScorerHeads
     basis: torch.Tensor
     threshold: float = DEFAULT_THRESHOLD
 
     @classmethod
     def from_model(cls, model: CASN, basis: torch.Tensor) -> ConsistencyScorer:
-        heads = nn.Module()
-        heads.siamese_head = model.siamese_head
-        heads.pool = model.pool
-        return cls(heads.eval(), basis)
+        return cls(ScorerHeads(model.pool, model.siamese_head).eval(), basis)
 
     def to_numpy(self) -> AttentionScorer:
         """The same scorer as numpy arrays (what the matcher uses: no torch there)."""
@@ -143,10 +156,10 @@ class ConsistencyScorer:
             state = torch.load(path, map_location="cpu", weights_only=True)
             if state.get("format") != FORMAT:
                 raise ScorerFileError(f"{path} is not a {FORMAT} file")
-            heads = nn.Module()
-            heads.pool = StripeFeatures(*state["pool_shape"])
+            heads = ScorerHeads(
+                StripeFeatures(*state["pool_shape"]), SiameseHead(*state["siamese_shape"])
+            )
             heads.pool.load_state_dict(state["pool"])
-            heads.siamese_head = SiameseHead(*state["siamese_shape"])
             heads.siamese_head.load_state_dict(state["siamese_head"])
         except ScorerFileError:
             raise

@@ -36,7 +36,7 @@ class OrtEmbedder:
                 f"ONNX model {path} does not exist; create it with reid-export onnx"
             )
         self.meta = read_metadata(path)
-        self.input_size = tuple(self.meta.input_size)
+        self.input_size = self.meta.input_size
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))

@@ -72,7 +72,7 @@ class TensorRTEmbedder:
         self.device = torch.device("cuda", device)
         torch.cuda.set_device(self.device)
         check_engine_target(path, self.meta, trt.__version__)
-        self.input_size = tuple(self.meta.input_size)
+        self.input_size = self.meta.input_size
         self.max_batch = self.meta.max_batch or 64
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)

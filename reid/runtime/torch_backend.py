@@ -41,7 +41,10 @@ class TorchEmbedder:
         self.dtype = torch.float16 if self.half else torch.float32
         # channels-last is what fp16 tensor-core convolutions read without a transpose
         self.memory_format = torch.channels_last if self.half else torch.contiguous_format
-        self.model = model.eval().to(self.device, self.dtype, memory_format=self.memory_format)
+        # Module.to takes memory_format with a device and dtype; torch's overloads omit it
+        self.model: CASN = model.eval().to(  # type: ignore[call-overload]
+            self.device, self.dtype, memory_format=self.memory_format
+        )
         self.basis = None if basis is None else basis.to(self.device, self.dtype)
         self.input_size = model.input_size
         self.name = f"torch-{self.device.type}{' fp16' if self.half else ''}"

@@ -186,7 +186,7 @@ def _self_check_split(samples: list[Sample]) -> tuple[tuple[Sample, ...], tuple[
     return tuple(query), tuple(s for s in samples if id(s) not in chosen)
 
 
-def _tracklet_features(model: torch.nn.Module, material: RunMaterial) -> np.ndarray:
+def _tracklet_features(model: CASN, material: RunMaterial) -> np.ndarray:
     samples = [Sample(p, 0, 0) for t in material.tracklets for p in t.crops]
     crops = extract(model, samples, torch.device("cpu")).features.numpy()
     out, start = [], 0
@@ -254,8 +254,8 @@ def adapt(
             model = CASN.from_config(config.train.model, len(material.tracklets)).eval()
             if state is not None:
                 _carry_over(model, state)
-        known = [t.identity for t in material.tracklets]
-        if r == 0 and None not in known:
+        known = [t.identity for t in material.tracklets if t.identity is not None]
+        if r == 0 and len(known) == len(material.tracklets):
             # the run's own identities: re-association already weighed time and space
             names: dict[str, int] = {}
             labels = honour([names.setdefault(name, len(names)) for name in known], rules)

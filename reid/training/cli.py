@@ -77,10 +77,10 @@ def train(
     try:
         settings = load_yaml_settings(config, TrainConfig, overrides or [])
         dataset = load_dataset(settings.data.dataset, settings.data.root)
-        ctx = init_distributed(settings.device != "cpu" and _cuda_available())
-        if ctx.is_main:
+        dist_ctx = init_distributed(settings.device != "cpu" and _cuda_available())
+        if dist_ctx.is_main:
             console.print(dataset.summary())
-        trainer = Trainer(settings, dataset, ctx, console)
+        trainer = Trainer(settings, dataset, dist_ctx, console)
         if resume is not None:
             trainer.resume(resume)
         summary = trainer.fit()
@@ -89,8 +89,8 @@ def train(
         raise typer.Exit(130) from None
     except USER_ERRORS as exc:
         raise _fail(exc) from None
-    shutdown(ctx)
-    if ctx.is_main:
+    shutdown(dist_ctx)
+    if dist_ctx.is_main:
         console.print(
             f"done: best validation mAP {summary.best_map:.1%}; checkpoints "
             f"{summary.best_checkpoint} (best), {summary.last_checkpoint} (last)"

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
 from reid.config import LossConfig, ModelConfig, Settings
 from reid.data.datasets import DATASETS
 
-DatasetName = Literal[tuple(DATASETS)]  # type: ignore[valid-type]
+if TYPE_CHECKING:  # a Literal built from DATASETS' keys at run time: a str to mypy
+    DatasetName = str
+else:
+    DatasetName = Literal[tuple(DATASETS)]
 
 
 class DataConfig(Settings):

@@ -52,10 +52,11 @@ def average_gradients(model: nn.Module, ctx: DistContext) -> None:
     if not ctx.enabled:
         return
     params = [p for p in model.parameters() if p.requires_grad]
+    grads: list[torch.Tensor] = []
     for p in params:  # a term skipped on one rank must not shift the others' offsets
         if p.grad is None:
             p.grad = torch.zeros_like(p)
-    grads = [p.grad for p in params]
+        grads.append(p.grad)
     flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat)
     flat /= ctx.world_size

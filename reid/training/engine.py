@@ -9,7 +9,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
@@ -36,6 +36,9 @@ from reid.training.distributed import (
     barrier,
     broadcast_state,
 )
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +129,7 @@ class Trainer:
         self.start_epoch = 0
         self.best_map = -1.0
         self.history: list[dict[str, Any]] = []
-        self.writer = None
+        self.writer: SummaryWriter | None = None  # main rank, during fit
 
     # -- checkpoints -------------------------------------------------------------------
     def state(self, epochs_done: int) -> dict[str, Any]:
@@ -273,6 +276,7 @@ class Trainer:
                         if chosen.mAP > self.best_map:
                             self.best_map = chosen.mAP
                             best_path = self._save("best.pt", epoch + 1)
+                        assert self.writer is not None  # fit opened it on the main rank
                         for r in results:
                             self.writer.add_scalar(f"eval/{r.ranking}_mAP", r.mAP, epoch + 1)
                             self.writer.add_scalar(f"eval/{r.ranking}_rank1", r.rank1, epoch + 1)
