@@ -137,12 +137,13 @@ class AttentionInputs:
 def representatives(tracklets: Sequence[Tracklet]) -> tuple[np.ndarray, np.ndarray] | None:
     """Each tracklet's crop closest to its mean: (features, projections); None when a
     tracklet carries no attention."""
-    if not tracklets or any(t.attention is None for t in tracklets):
+    attention = [t.attention for t in tracklets if t.attention is not None]
+    if not tracklets or len(attention) < len(tracklets):
         return None
     picks = [int(np.argmax(t.features @ t.features.mean(axis=0))) for t in tracklets]
     return (
         np.stack([t.features[k] for t, k in zip(tracklets, picks, strict=True)]),
-        np.stack([t.attention[k] for t, k in zip(tracklets, picks, strict=True)]),
+        np.stack([a[k] for a, k in zip(attention, picks, strict=True)]),
     )
 
 
@@ -270,6 +271,7 @@ def associate(
     )
     pair_att: dict[int, dict[int, float]] = {}
     if weight > 0:
+        assert attention is not None and consistency is not None  # fitted with attention only
         att = weight * np.minimum(consistency.llr(attention.distances(candidates)), LLR_CLIP)
         score = score + att
         for (x, y), value in zip(candidates.tolist(), att.tolist(), strict=True):
@@ -354,7 +356,8 @@ def cluster_tracklets(
     """Cluster label per tracklet (0..C-1, in order of first member) and the calibration;
     with a ``scorer`` and tracklets carrying attention, attention consistency is weighed."""
     reps = representatives(tracklets) if scorer is not None else None
-    result = associate(tracklets, config, attention=reps and AttentionInputs(scorer, *reps))
+    attention = None if scorer is None or reps is None else AttentionInputs(scorer, *reps)
+    result = associate(tracklets, config, attention=attention)
     return result.labels, result.calibration
 
 

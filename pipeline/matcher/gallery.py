@@ -176,13 +176,15 @@ class Gallery(IdentityReader):
             keep = np.linspace(0, len(feats) - 1, m).round().astype(int)
             feats, att = feats[keep], None if att is None else att[keep]
         if old is not None:
-            same_att = (
+            feats = np.concatenate([old.features, feats])[-m:]
+            if (
                 old.attention is not None
                 and att is not None
                 and old.attention.shape[1:] == att.shape[1:]
-            )
-            feats = np.concatenate([old.features, feats])[-m:]
-            att = np.concatenate([old.attention.astype(np.float32), att])[-m:] if same_att else None
+            ):
+                att = np.concatenate([old.attention.astype(np.float32), att])[-m:]
+            else:
+                att = None
         return Exemplars(feats, att)
 
     def new_identity_id(self, tracklet: Tracklet) -> str:

@@ -38,9 +38,10 @@ def _interpolate(path: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.stack([x, y], axis=1), np.maximum(h, 1.0)
 
 
-def _co_visible_times(a: Tracklet, b: Tracklet) -> np.ndarray:
-    lo = max(a.path[0, 0], b.path[0, 0])
-    hi = min(a.path[-1, 0], b.path[-1, 0])
+def _co_visible_times(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Sample times both paths cover (none if they do not overlap)."""
+    lo = max(a[0, 0], b[0, 0])
+    hi = min(a[-1, 0], b[-1, 0])
     return np.linspace(lo, hi, SAMPLES_PER_PAIR) if hi >= lo else np.empty(0)
 
 
@@ -91,7 +92,7 @@ class SpatialEvidence:
                     (a.camera_id, b.camera_id) == (source, target)
                     and a.path is not None
                     and b.path is not None
-                    and len(_co_visible_times(a, b))
+                    and len(_co_visible_times(a.path, b.path))
                 ):
                     pairs.append((i, j))
             if len(pairs) >= MIN_INLIER_PAIRS:
@@ -108,9 +109,11 @@ class SpatialEvidence:
     ) -> None:
         points = []
         for i, j in pairs:
-            times = _co_visible_times(tracklets[i], tracklets[j])
-            pa, _ = _interpolate(tracklets[i].path, times)
-            pb, hb = _interpolate(tracklets[j].path, times)
+            path_a, path_b = tracklets[i].path, tracklets[j].path
+            assert path_a is not None and path_b is not None  # fit pairs only tracks with paths
+            times = _co_visible_times(path_a, path_b)
+            pa, _ = _interpolate(path_a, times)
+            pb, hb = _interpolate(path_b, times)
             points.append((pa, pb, hb))
         src = np.concatenate([p[0] for p in points])
         dst = np.concatenate([p[1] for p in points])

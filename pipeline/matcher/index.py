@@ -46,7 +46,7 @@ class IdentityIndex:
         self._key: dict[str, int] = {}  # stable integer ids for FAISS
         self._name: dict[int, str] = {}
         self._next_key = 0
-        self._faiss = None
+        self._faiss: faiss.Index | None = None  # made with the first vectors (_reduce)
         self._trained_at = 0
 
     def __len__(self) -> int:
@@ -96,7 +96,8 @@ class IdentityIndex:
                 self._key[identity], self._name[key] = key, identity
             self._vectors[row] = vector
         keys = np.array([self._key[i] for i in identities], np.int64)
-        self._faiss.remove_ids(keys)
+        assert self._faiss is not None  # _reduce made it
+        self._faiss.remove_ids(keys)  # type: ignore[arg-type]  # stub lacks the array form
         self._faiss.add_with_ids(reduced, keys)
         if len(self._ids) >= max(self.ivf_min, 4 * self._trained_at):
             self._train()
@@ -109,7 +110,8 @@ class IdentityIndex:
         quantizer = faiss.IndexFlatIP(vectors.shape[1])
         ivf = faiss.IndexIVFFlat(quantizer, vectors.shape[1], cells, faiss.METRIC_INNER_PRODUCT)
         ivf.train(vectors)
-        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # fast remove_ids on updates
+        # fast remove_ids on updates; faiss's stub lacks DirectMap
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
         ivf.add_with_ids(vectors, keys)
         ivf.nprobe = self.nprobe
         self._faiss, self._trained_at = ivf, n
@@ -120,7 +122,8 @@ class IdentityIndex:
             return
         key = self._key.pop(identity)
         del self._name[key]
-        self._faiss.remove_ids(np.array([key], np.int64))
+        assert self._faiss is not None  # made with the first identity
+        self._faiss.remove_ids(np.array([key], np.int64))  # type: ignore[arg-type]  # as above
         last = len(self._ids) - 1
         if row != last:  # move the last row into the hole
             moved = self._ids[last]
@@ -134,9 +137,10 @@ class IdentityIndex:
         if not self._ids:
             return []
         reduced = self._reduce(np.asarray(queries, np.float32).reshape(len(queries), -1))
+        assert self._faiss is not None  # _reduce made it
         scores, keys = self._faiss.search(reduced, min(k, len(self._ids)))
         best: dict[int, float] = {}
         for score, key in zip(scores.ravel(), keys.ravel(), strict=True):
             if key >= 0 and score > best.get(int(key), -np.inf):
                 best[int(key)] = float(score)
-        return [self._name[key] for key in sorted(best, key=best.get, reverse=True)[:k]]
+        return [self._name[key] for key in sorted(best, key=best.__getitem__, reverse=True)[:k]]

@@ -81,25 +81,25 @@ class Matcher(Gallery):
             pairs.append((int(i), int(j)))
             feature_d.append(float(np.clip((1.0 - sims[i, j]) / 2.0, 0.0, 1.0)))
         w = self.config.attention_weight
+        query_att = tracklet.attention
+        if w == 0.0 or self.scorer is None or query_att is None:
+            return feature_d
         usable = [
-            n
+            (n, ex.attention)
             for n, ex in enumerate(candidates)
-            if ex.attention is not None
-            and tracklet.attention is not None
-            and ex.attention.shape[1:] == tracklet.attention.shape[1:]
+            if ex.attention is not None and ex.attention.shape[1:] == query_att.shape[1:]
         ]
-        if w == 0.0 or self.scorer is None or not usable:
+        if not usable:
             return feature_d
         attention_d = self.scorer.distance(
-            np.stack([tracklet.features[pairs[n][0]] for n in usable]),
-            np.stack([tracklet.attention[pairs[n][0]] for n in usable]),
-            np.stack([candidates[n].features[pairs[n][1]] for n in usable]),
-            np.stack([candidates[n].attention[pairs[n][1]] for n in usable]),
+            np.stack([tracklet.features[pairs[n][0]] for n, _ in usable]),
+            np.stack([query_att[pairs[n][0]] for n, _ in usable]),
+            np.stack([candidates[n].features[pairs[n][1]] for n, _ in usable]),
+            np.stack([att[pairs[n][1]] for n, att in usable]),
         )
         combined = list(feature_d)
-        for n, d in zip(
-            usable, combine(np.array([feature_d[n] for n in usable]), attention_d, w), strict=True
-        ):
+        looks = np.array([feature_d[n] for n, _ in usable])
+        for (n, _), d in zip(usable, combine(looks, attention_d, w), strict=True):
             combined[n] = float(d)
         return combined
 
@@ -111,7 +111,7 @@ class Matcher(Gallery):
     ) -> list[tuple[int, float]]:
         """Candidates ``(position, distance)`` within ``link_threshold`` that the gates allow."""
         live = [n for n, ex in enumerate(exemplars) if ex is not None]
-        distances = self._distances(tracklet, [exemplars[n] for n in live])
+        distances = self._distances(tracklet, [ex for ex in exemplars if ex is not None])
         admissible = []
         for n, d in zip(live, distances, strict=True):
             if d > self.config.link_threshold:

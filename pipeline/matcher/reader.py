@@ -9,7 +9,7 @@ import json
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, overload
 
 import redis
 
@@ -21,6 +21,10 @@ from pipeline.matcher.types import Sighting
 log = logging.getLogger(__name__)
 
 
+@overload
+def as_text(value: bytes | str) -> str: ...
+@overload
+def as_text(value: bytes | str | None) -> str | None: ...
 def as_text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 

@@ -10,8 +10,10 @@ import logging
 import threading
 import time
 from collections import deque
+from typing import cast
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from pipeline.matcher.codec import pack, unpack
 from pipeline.matcher.connection import RETRY_ERRORS
@@ -23,9 +25,10 @@ log = logging.getLogger(__name__)
 GROUP = "matchers"
 
 
-def encode_tracklet(t: Tracklet) -> dict[str, bytes | str]:
+def encode_tracklet(t: Tracklet) -> dict[FieldT, EncodableT]:
+    """The fields of the tracklet's inbox entry (an ``XADD``)."""
     features, features_meta = pack(t.features, "float32")
-    fields: dict[str, bytes | str] = {
+    fields: dict[FieldT, EncodableT] = {
         "camera": t.camera_id,
         "track": str(t.track_id),
         "start": repr(t.start),
@@ -174,7 +177,12 @@ class MatcherWorker:
         log.error("inbox entry %s set aside in %s: %s", entry_id.decode(), self.keys.dead, error)
         self.redis.xadd(
             self.keys.dead,
-            {**fields, b"error": str(error), b"entry": entry_id, b"consumer": self.consumer},
+            {  # fields' items, as XADD's wider field type
+                **dict(fields.items()),
+                b"error": str(error),
+                b"entry": entry_id,
+                b"consumer": self.consumer,
+            },
             maxlen=10_000,
             approximate=True,
         )
@@ -210,8 +218,12 @@ class MatcherWorker:
         if self._predecessors_pending():  # new entries wait until those are decided
             time.sleep(min(block_ms, self.claim_idle_ms) / 4000)
             return decisions
-        reply = self.redis.xreadgroup(
-            GROUP, self.consumer, {self.keys.inbox: ">"}, count=self.batch, block=block_ms
+        # RESP2 (the protocol connect speaks): [[stream, entries]], or None on a timeout
+        reply = cast(
+            "list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None",
+            self.redis.xreadgroup(
+                GROUP, self.consumer, {self.keys.inbox: ">"}, count=self.batch, block=block_ms
+            ),
         )
         for _, entries in reply or []:
             decisions += self._handle(entries)
