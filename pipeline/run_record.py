@@ -68,7 +68,7 @@ class RunRecorder:
             arrays["attention"] = tracklet.attention.astype(np.float16)
         if tracklet.path is not None:
             arrays["path"] = tracklet.path
-        np.savez(folder / f"summary{n}.npz", **arrays)
+        np.savez(folder / f"summary{n}.npz", allow_pickle=False, **arrays)  # as np.load reads
         record = {
             "camera": tracklet.camera_id,
             "track": tracklet.track_id,
@@ -110,7 +110,7 @@ def _recorded_summaries(run: str | Path) -> Iterator[tuple[Tracklet, bool]]:
             record = json.loads(line)
             with np.load(run / record["embedding"]) as arrays:
                 attention = arrays["attention"] if "attention" in arrays else None
-                path = arrays["path"] if "path" in arrays else None
+                track_path = arrays["path"] if "path" in arrays else None
                 features = arrays["features"]
             tracklet = Tracklet(
                 record["camera"],
@@ -120,7 +120,7 @@ def _recorded_summaries(run: str | Path) -> Iterator[tuple[Tracklet, bool]]:
                 features,
                 attention,
                 tuple(record["crops"]),
-                path,
+                track_path,
             )
         except (ValueError, KeyError, OSError) as exc:
             raise RunRecordError(f"{path}:{number}: {exc}") from exc
@@ -148,10 +148,12 @@ def _reembed(
     """``tracklet`` with features (and projections) of ``embedder`` for its crops."""
     fresh = [p for p in dict.fromkeys(tracklet.crops) if p not in embedded]
     if fresh:
-        crops = [cv2.imread(path) for path in fresh]
-        bad = [p for p, c in zip(fresh, crops, strict=True) if c is None or not c.size]
-        if bad:
-            raise RunRecordError(f"tracklet {tracklet.ref!r}: crop {bad[0]} is unreadable")
+        crops: list[np.ndarray] = []
+        for path in fresh:
+            crop = cv2.imread(path)
+            if crop is None or not crop.size:
+                raise RunRecordError(f"tracklet {tracklet.ref!r}: crop {path} is unreadable")
+            crops.append(crop)
         out = embedder.embed(crops)
         for n, path in enumerate(fresh):
             embedded[path] = (
@@ -159,7 +161,8 @@ def _reembed(
                 None if out.projections is None else out.projections[n],
             )
     rows = [embedded[p] for p in tracklet.crops]
-    attention = None if rows[0][1] is None else np.stack([r[1] for r in rows])
+    projections = [r[1] for r in rows if r[1] is not None]  # all or none: one embedder
+    attention = None if rows[0][1] is None else np.stack(projections)
     return replace(tracklet, features=np.stack([r[0] for r in rows]), attention=attention)
 
 
