@@ -14,11 +14,12 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import load_pipeline_config
-from pipeline.evaluation import evaluate_mtmc
+from pipeline.evaluation import evaluate_mtmc, oracle_identities
 from pipeline.matcher import RedisUnavailable
 from pipeline.matcher.keys import Keys
 from pipeline.prometheus import metrics_registry, serve_metrics
 from pipeline.rematch import rematch
+from pipeline.run_record import write_mtmc
 from pipeline.run_state import RunState
 from pipeline.runner import SESSION_SPAN, Pipeline
 from reid.config import ConfigError
@@ -80,8 +81,15 @@ def test_cli_runs_end_to_end_and_writes_every_output(
     # the crop folders are site training data
     crops = site(out / "crops", train_fraction=0.5) if summary["identities"] > 1 else None
     assert crops is None or len(crops.train) > 0
-    scores = evaluate_mtmc(scene.parent / "gt", out / "mtmc.txt")
-    assert 0.0 < scores["idf1"] <= 1.0
+    gt = scene.parent / "gt"
+    scores = evaluate_mtmc(gt, out / "mtmc.txt")
+    assert scores["idtp"] + scores["idfp"] == len(rows)  # every reported box, counted once
+    assert scores["idtp"] + scores["idfn"] == sum(
+        len(f.read_text().split()) for f in gt.glob("*.txt")
+    )
+    # the same tracks linked perfectly: at least as good, and good (detections are given)
+    perfect = evaluate_mtmc(gt, write_mtmc(out, oracle_identities(gt, out), tmp_path / "o.txt"))
+    assert perfect["idf1"] >= max(scores["idf1"], 0.8)
 
 
 def test_stop_flushes_open_tracklets(
