@@ -26,12 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 
-import numpy as np
-
-from pipeline.matcher.codec import decode_sighting, identity_id, unpack
+from pipeline.matcher.codec import decode_sighting, identity_id
 from pipeline.matcher.config import MatcherConfig
 from pipeline.matcher.reader import IdentityReader, as_text
-from pipeline.matcher.rewrite import Recorded, Rewrite, Rewriter, Snapshot
+from pipeline.matcher.rewrite import Rewrite, Rewriter, Snapshot, read_recorded
 from pipeline.matcher.types import Sighting
 
 UNDO_SCRIPT = resources.files("pipeline.matcher").joinpath("lua/undo.lua").read_text()
@@ -127,23 +125,6 @@ class Corrector:
             found[name] = [decode_sighting(name, m) for m in members]
         return int(version or 0), found
 
-    def _recorded(self, sightings: Sequence[Sighting]) -> list[Recorded]:
-        pipe = self.redis.pipeline(transaction=False)
-        for s in sightings:
-            pipe.hmget(self.keys.tracklet(s.camera_id, s.track_id), "vector", "vector_meta")
-        rows = pipe.execute() if sightings else []
-        return [
-            Recorded(
-                s.camera_id,
-                s.track_id,
-                s.start,
-                s.end,
-                s.identity,
-                np.empty(0) if vector is None else unpack(vector, meta).astype(np.float32),
-            )
-            for s, (vector, meta) in zip(sightings, rows, strict=True)
-        ]
-
     def get(self, event: str) -> Correction:
         fields = ("kind", "identity", "other", "who", "role", "time", "state", "groups")
         row = self.redis.hmget(self.keys.correction(event), *fields, "undone_by")
@@ -225,7 +206,7 @@ class Corrector:
 
         def plan(event: str, version: int, found: dict) -> tuple[Rewrite, dict]:
             source, target = found[identity], found[into]
-            members = self._recorded(source + target)
+            members = read_recorded(self.redis, self.keys, source + target)
             rewrite = Rewrite(
                 moves=[(r.ref, identity, into) for r in members[: len(source)]],
                 merges={identity: into},
@@ -257,7 +238,7 @@ class Corrector:
                     f"sightings: splitting off all of {identity!r} leaves nothing behind"
                 )
             new = identity_id(f"{self.keys.namespace}|correction|{event}")
-            members = self._recorded(sightings)
+            members = read_recorded(self.redis, self.keys, sightings)
             moved = [r for r in members if r.ref in wanted]
             stays = [r for r in members if r.ref not in wanted]
             rewrite = Rewrite(

@@ -23,7 +23,7 @@ import numpy as np
 from pipeline.matcher.association import AttentionInputs, Calibration, associate
 from pipeline.matcher.codec import decode_sighting, identity_id, unpack
 from pipeline.matcher.evidence import TransitModel
-from pipeline.matcher.rewrite import Recorded, Rewrite, Rewriter
+from pipeline.matcher.rewrite import Recorded, Rewrite, Rewriter, read_recorded
 
 if TYPE_CHECKING:
     from pipeline.matcher.matcher import Matcher
@@ -201,23 +201,10 @@ class Reassociator:
             for s in sightings[name]
             if f"{s.camera_id}:{s.track_id}" not in window_refs
         ]
-        pipe = self.redis.pipeline(transaction=False)
-        for s in wanted:
-            pipe.hmget(self.keys.tracklet(s.camera_id, s.track_id), "vector", "vector_meta")
-        rows = pipe.execute() if wanted else []
-        self.round_trips += 1 if wanted else 0
         found: dict[str, list[Recorded]] = {name: [] for name in names}
-        for s, (vector, meta) in zip(wanted, rows, strict=True):
-            found[s.identity].append(
-                Recorded(
-                    s.camera_id,
-                    s.track_id,
-                    s.start,
-                    s.end,
-                    s.identity,
-                    np.empty(0) if vector is None else unpack(vector, meta).astype(np.float32),
-                )
-            )
+        for row in read_recorded(self.redis, self.keys, wanted):
+            found[row.identity].append(row)
+        self.round_trips += 1 if wanted else 0
         return found
 
     def run(self, since: float | None = None) -> RelinkReport:

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 
 import numpy as np
 import redis
 
-from pipeline.matcher.codec import pack
+from pipeline.matcher.codec import pack, unpack
 from pipeline.matcher.config import MatcherConfig
 from pipeline.matcher.keys import Keys
-from pipeline.matcher.types import Tracklet
+from pipeline.matcher.types import Sighting, Tracklet
 
 REASSIGN_SCRIPT = resources.files("pipeline.matcher").joinpath("lua/reassign.lua").read_text()
 
@@ -47,6 +48,26 @@ class Recorded:
         return Tracklet(
             self.camera_id, self.track_id, self.start, self.end, self.vector[None], path=self.path
         )
+
+
+def read_recorded(client: redis.Redis, keys: Keys, sightings: Sequence[Sighting]) -> list[Recorded]:
+    """The tracklets of ``sightings`` as recorded, with their vectors (empty when recorded
+    without one): one pipelined round trip, none for no sightings."""
+    pipe = client.pipeline(transaction=False)
+    for s in sightings:
+        pipe.hmget(keys.tracklet(s.camera_id, s.track_id), "vector", "vector_meta")
+    rows = pipe.execute() if sightings else []
+    return [
+        Recorded(
+            s.camera_id,
+            s.track_id,
+            s.start,
+            s.end,
+            s.identity,
+            np.empty(0) if vector is None else unpack(vector, meta).astype(np.float32),
+        )
+        for s, (vector, meta) in zip(sightings, rows, strict=True)
+    ]
 
 
 @dataclass

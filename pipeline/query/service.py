@@ -16,6 +16,9 @@ from pipeline.matcher.codec import unpack
 from pipeline.query.gallery import gallery_page, summary, trajectories
 from reid.runtime import Embedder
 
+Rows = list[dict[str, Any]]  # gallery rows (``list`` is also a method of QueryService)
+Hits = list[tuple[str, float]]
+
 # a person crop is far smaller; a 16-megapixel frame still decodes in about 48 MB
 MAX_IMAGE_PIXELS = 4096 * 4096
 
@@ -113,11 +116,11 @@ class QueryService:
             )
         return self.identity(identity)
 
-    def list(self, limit: int = 50) -> list[dict[str, Any]]:
+    def list(self, limit: int = 50) -> Rows:
         """The ``limit`` most recently updated identities (gallery rows, unfiltered)."""
         return gallery_page(self.reader, limit=limit)["rows"]
 
-    def _ranked(self, hits: list[tuple[str, float]]) -> list[dict[str, Any]]:
+    def _ranked(self, hits: Hits) -> Rows:
         found = trajectories(self.reader, (name for name, _ in hits))
         return [
             summary(name, found[name]) | {"similarity": round(similarity, 4)}
@@ -125,7 +128,7 @@ class QueryService:
             if found[name]
         ]
 
-    def search_image(self, data: bytes | np.ndarray, k: int = 5) -> list[dict[str, Any]]:
+    def search_image(self, data: bytes | np.ndarray, k: int = 5) -> Rows:
         """Identities that look like the person in ``data`` (an encoded image or BGR array),
         most similar first, as gallery rows with ``similarity``."""
         if self.embedder is None:
@@ -136,7 +139,7 @@ class QueryService:
         features = self.embedder.embed([image]).features
         return self._ranked(self.matcher.similar(features, k))
 
-    def similar(self, identity: str, k: int = 5) -> list[dict[str, Any]]:
+    def similar(self, identity: str, k: int = 5) -> Rows:
         """The ``k`` identities nearest to ``identity`` (its exemplars against theirs), as
         gallery rows with ``similarity``: candidates for "same person"."""
         survivor = self.reader.resolve(identity)
