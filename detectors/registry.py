@@ -13,11 +13,17 @@ from pydantic import TypeAdapter, ValidationError
 
 from detectors.base import Detector, DetectorError, DetectorSettings
 from detectors.hog import HogSettings
+from detectors.motion import MotionSettings
 from detectors.precomputed import PrecomputedSettings
 from detectors.yolo import YoloSettings
 from reid.config import kind_union
 
-KINDS: tuple[type[DetectorSettings], ...] = (YoloSettings, HogSettings, PrecomputedSettings)
+KINDS: tuple[type[DetectorSettings], ...] = (
+    YoloSettings,
+    HogSettings,
+    PrecomputedSettings,
+    MotionSettings,
+)
 
 # the settings of any kind (what PipelineConfig.detector holds); YOLO unless ``kind`` says
 if TYPE_CHECKING:  # the checker sees the base class, pydantic the union

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import cv2
@@ -10,6 +11,10 @@ import pytest
 
 from detectors import Detections, DetectorError, build_detector, default_weights
 from detectors.precomputed import read_mot
+from pipeline.config import load_pipeline_config
+from pipeline.crop_quality import iou_matrix
+from pipeline.runner import build_detectors
+from reid_demo.scene import generate_scene
 from reid_demo.vtest import fetch_vtest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,6 +74,32 @@ def test_onnx_weights_agree_with_pt(vtest_frames) -> None:
 def test_hog_needs_no_weights(vtest_frames) -> None:
     found = build_detector("hog").detect(vtest_frames)
     assert sum(_hits(d, e) for d, e in zip(found, PEOPLE, strict=True)) >= 4
+
+
+def test_motion_kind_from_the_config_finds_walking_people(tmp_path: Path) -> None:
+    """The docs' one-file detector example, picked by ``detector.kind`` in cams.yaml."""
+    cams = generate_scene(tmp_path, people=3, cameras=2, duration=15, seed=4)
+    config = load_pipeline_config(cams, ["detector.kind=motion"])
+    detector = build_detectors(config)["cam0"]  # each camera learns its own background
+    truth = read_mot(tmp_path / "gt/cam0.txt")
+    capture = cv2.VideoCapture(str(tmp_path / "cam0.mp4"))
+    found, expected, idle = 0, 0, 0
+    for number in itertools.count(1):
+        ok, frame = capture.read()
+        if not ok:
+            break
+        detections = detector.detect([frame])[0]
+        people = truth.get(number, Detections())
+        if number <= 20:  # the background model is still learning
+            continue
+        if not len(people):
+            idle += len(detections)
+        elif len(detections):
+            expected += len(people)
+            found += int((iou_matrix(people.xyxy, detections.xyxy).max(1) >= 0.5).sum())
+        else:
+            expected += len(people)
+    assert expected > 100 and found / expected >= 0.7 and idle == 0
 
 
 def test_missing_or_corrupt_weights_are_clear_errors(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from reid.config import ConfigError, LossConfig, ModelConfig, load_yaml_settings
 from reid.models import CASN
@@ -8,10 +9,28 @@ from reid.models import CASN
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-@pytest.mark.parametrize("path", sorted((CONFIGS / "model").glob("*.yaml")), ids=lambda p: p.name)
-def test_shipped_model_configs_validate(path: Path) -> None:
-    config = load_yaml_settings(path, ModelConfig)
-    assert config.backbone in {"resnet50", "resnet18", "mobilenet_v2"}
+# each shipped config: (channels, map height, width, feature dim) of the model it describes,
+# from the paper's input sizes and the backbones' strides (32; 16 with last_stride 1)
+SHIPPED = {
+    "casn_ide_mobilenet_v2.yaml": (1280, 288 // 32, -(-144 // 32), 1280),
+    "casn_ide_resnet50.yaml": (2048, 288 // 32, -(-144 // 32), 2048),
+    "casn_pcb_resnet50.yaml": (2048, 384 // 16, 128 // 16, 6 * 256),
+}
+
+
+def test_every_shipped_model_config_is_checked() -> None:
+    assert sorted(p.name for p in (CONFIGS / "model").glob("*.yaml")) == sorted(SHIPPED)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_model_configs_build_the_model_they_describe(name: str) -> None:
+    config = load_yaml_settings(CONFIGS / "model" / name, ModelConfig)
+    model = CASN.from_config(config, num_classes=3).eval()
+    with torch.no_grad():
+        out = model.embed(torch.randn(1, 3, *model.input_size))
+    channels, height, width, dim = SHIPPED[name]
+    assert out.maps.shape == (1, channels, height, width)
+    assert out.features.shape == (1, dim)
 
 
 def test_shipped_loss_config_is_the_paper_default() -> None:

@@ -29,11 +29,6 @@ def test_embed_matches_forward_and_keeps_no_graph(variant: str) -> None:
     assert torch.allclose(emb.maps, out.maps)
 
 
-def test_variant_input_sizes_follow_the_paper() -> None:
-    assert VARIANTS["ide"].input_size == (288, 144)
-    assert VARIANTS["pcb"].input_size == (384, 128)
-
-
 def test_mobilenet_map_channels() -> None:
     model = CASN(3, backbone="mobilenet_v2")
     assert model.embed(torch.randn(1, 3, *SMALL)).maps.shape == (1, 1280, 4, 2)
