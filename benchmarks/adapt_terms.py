@@ -29,7 +29,7 @@ from benchmarks.mtmc import (
 )
 from pipeline.config import load_pipeline_config
 from pipeline.evaluation import evaluate_mtmc, oracle_identities
-from pipeline.matcher.index import single_threaded_search
+from pipeline.process import configure_process
 from pipeline.run_record import write_mtmc
 from reid.config import LossConfig
 
@@ -43,7 +43,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 
 
 def main() -> None:
-    single_threaded_search()  # as the CLIs do
+    configure_process()  # as the CLIs do
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2", help="synthetic scene seeds ('' for none)")
     parser.add_argument("--vtest", action="store_true", help="add vtest.avi's two cameras")

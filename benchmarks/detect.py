@@ -21,12 +21,14 @@ from rich.table import Table
 
 from benchmarks.interleave import batched_rate, interleave, ratio
 from detectors import build_detector, default_weights
+from pipeline.process import configure_process
 from reid_demo.vtest import fetch_vtest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
+    configure_process()  # as the CLIs do
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--imgsz", type=int, default=640)

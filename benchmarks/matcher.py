@@ -22,8 +22,8 @@ from rich.progress import track
 from rich.table import Table
 
 from pipeline.matcher import Matcher, MatcherConfig, Tracklet, connect
-from pipeline.matcher.index import single_threaded_search
 from pipeline.matcher.keys import Keys
+from pipeline.process import configure_process
 
 
 def unit(v: np.ndarray) -> np.ndarray:
@@ -31,7 +31,7 @@ def unit(v: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    single_threaded_search()  # as the CLIs do
+    configure_process()  # as the CLIs do
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redis", default=None, help="Redis URL (default: embedded)")
     parser.add_argument("--sizes", default="1000,10000,100000")

@@ -45,7 +45,7 @@ from pipeline.matcher.association import (
     transit_scores,
 )
 from pipeline.matcher.evidence import LLR_CLIP, AppearanceEvidence
-from pipeline.matcher.index import single_threaded_search
+from pipeline.process import configure_process
 from pipeline.run_record import read_summaries, read_tracklets, write_identities, write_mtmc
 from pipeline.runner import Pipeline
 from reid.config import load_yaml_settings
@@ -290,7 +290,7 @@ def verification_auc(
 
 
 def main() -> None:
-    single_threaded_search()  # as the CLIs do
+    configure_process()  # as the CLIs do
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--footage", choices=["synthetic", "vtest"], default="synthetic")
     parser.add_argument("--seeds", default="10,11,12", help="synthetic scene seeds")

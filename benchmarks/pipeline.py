@@ -35,6 +35,7 @@ from rich.table import Table
 from benchmarks.interleave import batched_rate, ratio
 from pipeline.config import PipelineConfig, load_pipeline_config
 from pipeline.matcher import IdentityReader, connect
+from pipeline.process import configure_process
 from pipeline.run_state import STAGES
 from pipeline.runner import Pipeline
 from pipeline.sources import CameraReader, Frame
@@ -111,6 +112,7 @@ def scale_out_fps(
 
 
 def main() -> None:
+    configure_process()  # as the CLIs do
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=150, help="frames per camera")
     parser.add_argument("--cameras", default=str(ROOT / "configs/cams/vtest_demo.yaml"))

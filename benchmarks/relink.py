@@ -25,7 +25,7 @@ from rich.table import Table
 
 from pipeline.matcher import Matcher, MatcherConfig, Tracklet, connect
 from pipeline.matcher.association import cluster_tracklets
-from pipeline.matcher.index import single_threaded_search
+from pipeline.process import configure_process
 
 
 def scene(tracklets: int, cameras: int, dim: int, seed: int) -> tuple[list[Tracklet], list[int]]:
@@ -58,7 +58,7 @@ def pairwise_f1(labels: list, truth: list) -> float:
 
 
 def main() -> None:
-    single_threaded_search()  # as the CLIs do
+    configure_process()  # as the CLIs do
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redis", default=None, help="Redis URL (default: embedded)")
     parser.add_argument("--tracklets", type=int, default=10_000)

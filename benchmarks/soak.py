@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.matcher import Matcher, MatcherConfig, Tracklet
-from pipeline.matcher.index import single_threaded_search
+from pipeline.process import configure_process
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -33,7 +33,7 @@ def rss_mb() -> float:
 
 
 def main() -> None:
-    single_threaded_search()  # as the CLIs do
+    configure_process()  # as the CLIs do
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--retention-s", type=float, default=20.0)

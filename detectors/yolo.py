@@ -54,12 +54,10 @@ def default_weights(onnx: bool = False) -> Path:
 
 
 def offline_ultralytics() -> None:
-    """No update checks, telemetry, hub or font downloads (we draw with OpenCV)."""
-    os.environ["YOLO_OFFLINE"] = "1"  # read when ultralytics is first imported
-    from ultralytics.utils import SETTINGS
-
-    if SETTINGS.get("sync"):
-        SETTINGS.update({"sync": False})
+    """No update checks, telemetry, hub or font downloads (we draw with OpenCV): ultralytics
+    reads ``YOLO_OFFLINE`` when first imported. A process-wide setting, made by entry points
+    (:func:`pipeline.process.configure_process`); its saved settings file is left alone."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
 
 
 def _detections(result: Any) -> Detections:
@@ -96,7 +94,6 @@ class YoloDetector:
                 check_weights(weights)
             except UnsafeWeightsError as exc:
                 raise DetectorError(str(exc)) from exc
-        offline_ultralytics()
         import torch
         from ultralytics import YOLO
 

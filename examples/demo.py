@@ -20,6 +20,7 @@ from rich.logging import RichHandler
 from pipeline.cli import camera_table, summary_table
 from pipeline.config import load_pipeline_config
 from pipeline.matcher import IdentityReader
+from pipeline.process import configure_process
 from pipeline.query.service import QueryService
 from pipeline.runner import Pipeline
 from pipeline.sinks import MatchHere
@@ -31,6 +32,7 @@ console = Console()
 
 
 def main() -> None:
+    configure_process()  # as the CLIs do
     logging.basicConfig(
         level=logging.WARNING,
         format="%(message)s",

@@ -117,9 +117,9 @@ def run(
     verbose: bool = False,
 ) -> None:
     """Detect, track, embed and link people across the cameras in CAMERAS."""
-    from pipeline.matcher.index import single_threaded_search
+    from pipeline.process import configure_process
 
-    single_threaded_search()  # process-wide settings: set once, here, for every command
+    configure_process()  # process-wide settings: set once, here, for every command
     if ctx.invoked_subcommand is not None:
         return
     if cameras is None:

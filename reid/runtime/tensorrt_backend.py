@@ -70,16 +70,18 @@ class TensorRTEmbedder:
             raise EmbedderError(f"engine {path} does not exist; build it with reid-export engine")
         self.meta = read_metadata(path)
         self.device = torch.device("cuda", device)
-        torch.cuda.set_device(self.device)
         check_engine_target(path, self.meta, trt.__version__)
         self.input_size = self.meta.input_size
         self.max_batch = self.meta.max_batch or 64
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
-        self.engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
-        if self.engine is None:
-            raise EmbedderError(f"engine {path} could not be deserialised (corrupt file?)")
-        self.context = self.engine.create_execution_context()
+        # TensorRT works on the current CUDA device: make it ours for this block only (the
+        # process-wide default stays the caller's)
+        with torch.cuda.device(self.device):
+            self.engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+            if self.engine is None:
+                raise EmbedderError(f"engine {path} could not be deserialised (corrupt file?)")
+            self.context = self.engine.create_execution_context()
         self.stream = torch.cuda.Stream(self.device)
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         missing = {self.meta.input_name, *self.meta.output_names} - set(names)
@@ -93,19 +95,20 @@ class TensorRTEmbedder:
         import torch
 
         outputs = []
-        for start in range(0, len(images), self.max_batch):
-            chunk = images[start : start + self.max_batch].contiguous()
-            self.context.set_input_shape(self.meta.input_name, tuple(chunk.shape))
-            self.context.set_tensor_address(self.meta.input_name, chunk.data_ptr())
-            buffers = []
-            for name in self.meta.output_names:
-                shape = tuple(self.context.get_tensor_shape(name))
-                buffer = torch.empty(shape, dtype=torch.float32, device=self.device)
-                self.context.set_tensor_address(name, buffer.data_ptr())
-                buffers.append(buffer)
-            if not self.context.execute_async_v3(self.stream.cuda_stream):
-                raise EmbedderError("TensorRT execution failed")
-            outputs.append(buffers)
+        with torch.cuda.device(self.device):
+            for start in range(0, len(images), self.max_batch):
+                chunk = images[start : start + self.max_batch].contiguous()
+                self.context.set_input_shape(self.meta.input_name, tuple(chunk.shape))
+                self.context.set_tensor_address(self.meta.input_name, chunk.data_ptr())
+                buffers = []
+                for name in self.meta.output_names:
+                    shape = tuple(self.context.get_tensor_shape(name))
+                    buffer = torch.empty(shape, dtype=torch.float32, device=self.device)
+                    self.context.set_tensor_address(name, buffer.data_ptr())
+                    buffers.append(buffer)
+                if not self.context.execute_async_v3(self.stream.cuda_stream):
+                    raise EmbedderError("TensorRT execution failed")
+                outputs.append(buffers)
         self.stream.synchronize()
         return tuple(torch.cat(parts) for parts in zip(*outputs, strict=True))
 

@@ -151,6 +151,8 @@ def no_dns(host, *args, **kwargs):
     return real_getaddrinfo(host, *args, **kwargs)
 socket.getaddrinfo = no_dns
 import numpy as np
+from pipeline.process import configure_process
+configure_process()  # as every entry point does
 from detectors import build_detector
 frame = np.zeros((480, 640, 3), np.uint8)
 for kind in ("yolo", "hog"):
