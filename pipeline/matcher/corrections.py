@@ -25,6 +25,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
+from typing import cast
+
+from redis.typing import EncodableT, FieldT
 
 from pipeline.matcher.codec import decode_sighting, identity_id
 from pipeline.matcher.config import MatcherConfig
@@ -32,6 +35,8 @@ from pipeline.matcher.reader import IdentityReader, as_text
 from pipeline.matcher.rewrite import Rewrite, Rewriter, Snapshot, read_recorded
 from pipeline.matcher.types import Sighting
 
+# RESP2 (the protocol connect speaks): XRANGE/XREVRANGE entries as (id, fields)
+StreamEntries = list[tuple[bytes, dict[bytes, bytes]]]
 UNDO_SCRIPT = resources.files("pipeline.matcher").joinpath("lua/undo.lua").read_text()
 KINDS = ("merge", "split", "confirm", "not_same")
 
@@ -147,8 +152,11 @@ class Corrector:
     def log(self, limit: int = 100, before: str | None = None) -> list[dict[str, str]]:
         """The corrections log, newest first (undos included), ``limit`` entries older than
         the log entry ``before``; each with its correction's current state."""
-        entries = self.redis.xrevrange(
-            self.keys.corrections, f"({before}" if before else "+", "-", limit
+        entries = cast(
+            StreamEntries,
+            self.redis.xrevrange(
+                self.keys.corrections, f"({before}" if before else "+", "-", limit
+            ),
         )
         rows = [
             {"id": as_text(entry)} | {as_text(k): as_text(v) for k, v in fields.items()}
@@ -165,7 +173,9 @@ class Corrector:
     def applied(self) -> list[Correction]:
         """Every correction still in force, oldest first (for the labels export)."""
         events, cursor = [], "-"
-        while batch := self.redis.xrange(self.keys.corrections, cursor, "+", 1000):
+        while batch := cast(
+            StreamEntries, self.redis.xrange(self.keys.corrections, cursor, "+", 1000)
+        ):
             events += [as_text(f[b"event"]) for _, f in batch if f.get(b"kind") != b"undo"]
             cursor = f"({as_text(batch[-1][0])}"
         found = [
@@ -174,7 +184,9 @@ class Corrector:
         return [c for c in found if c.state == "applied"]
 
     # -- writing ---------------------------------------------------------------------------
-    def _fields(self, kind: str, identity: str, other: str, actor: Actor, groups: list) -> dict:
+    def _fields(
+        self, kind: str, identity: str, other: str, actor: Actor, groups: list
+    ) -> dict[str, str]:
         return {
             "kind": kind,
             "identity": identity,
@@ -257,14 +269,20 @@ class Corrector:
     def _record(self, event: str, fields: dict[str, str]) -> Correction:
         """A correction that changes no identity: only its record and log entry."""
         ttl = int(self.config.retention_s)
+        record: dict[FieldT, EncodableT] = {
+            "event": event,
+            "keys": 0,
+            "ids": "[]",
+            "state": "applied",
+        }
+        record.update(fields)
+        entry: dict[FieldT, EncodableT] = {"event": event}
+        entry.update(fields)
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(
-            self.keys.correction(event),
-            mapping={"event": event, "keys": 0, "ids": "[]", "state": "applied", **fields},
-        )
+        pipe.hset(self.keys.correction(event), mapping=record)
         pipe.xadd(
             self.keys.corrections,
-            {"event": event, **fields},
+            entry,
             maxlen=self.config.events_maxlen,
             approximate=True,
         )
@@ -299,10 +317,15 @@ class Corrector:
         count, ids = self.redis.hmget(record, "keys", "ids")
         if count is None:
             raise UnknownTarget(f"unknown correction {event!r} (never made, or expired)")
+        assert ids is not None  # written with ``keys`` (reassign.lua, _record)
+        # key:1 .. key:<keys> are written with ``keys`` in the same HSET (reassign.lua)
         snapshot = (
             [
                 as_text(k)
-                for k in self.redis.hmget(record, *(f"key:{n}" for n in range(1, int(count) + 1)))
+                for k in cast(
+                    "list[bytes]",
+                    self.redis.hmget(record, *(f"key:{n}" for n in range(1, int(count) + 1))),
+                )
             ]
             if int(count)
             else []

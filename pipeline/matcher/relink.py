@@ -16,7 +16,8 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -129,8 +130,12 @@ class Reassociator:
         self.round_trips = 0
 
     def _window(self, since: float | None) -> tuple[int, list[Recorded]]:
-        refs = self.redis.zrangebyscore(
-            self.keys.tracklets, "-inf" if since is None else since, "+inf"
+        # RESP2 (the protocol connect speaks), no scores asked: the members
+        refs = cast(
+            "list[bytes]",
+            self.redis.zrangebyscore(
+                self.keys.tracklets, "-inf" if since is None else since, "+inf"
+            ),
         )
         pipe = self.redis.pipeline(transaction=True)
         pipe.get(self.keys.version)
@@ -176,13 +181,12 @@ class Reassociator:
     def _attention(self, window: list[Recorded]) -> AttentionInputs | None:
         """Attention inputs when the matcher has a scorer and every tracklet its map."""
         scorer = getattr(self.matcher, "scorer", None)
-        if scorer is None or not window or any(r.rep_attention is None for r in window):
+        maps = [r.rep_attention for r in window if r.rep_attention is not None]
+        if scorer is None or not window or len(maps) < len(window):
             return None
-        return AttentionInputs(
-            scorer,
-            np.stack([r.rep_feature for r in window]),
-            np.stack([r.rep_attention for r in window]),
-        )
+        features = [r.rep_feature for r in window if r.rep_feature is not None]
+        assert len(features) == len(window)  # recorded with its map (commit.lua)
+        return AttentionInputs(scorer, np.stack(features), np.stack(maps))
 
     def _outside(self, identities: set[str], window_refs: set[str]) -> dict[str, list[Recorded]]:
         """Each identity's recorded tracklets that are not in the window."""
@@ -227,7 +231,7 @@ class Reassociator:
                 window,
                 labels,
                 {name: len(rows) for name, rows in outside.items()},
-                lambda ref, v=version: self._split_id(ref, v),
+                partial(self._split_id, version=version),
             )
             if not plan.moves:
                 status = "ok"

@@ -162,8 +162,8 @@ def topology(
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(
-            r["source"],
-            r["target"],
+            str(r["source"]),
+            str(r["target"]),
             str(r["links"]),
             *(f"{r[k]:.1f}" for k in ("mode_s", "median_s", "spread_s")),
         )

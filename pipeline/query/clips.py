@@ -91,7 +91,7 @@ def _clip(video: str, modified: float, start: float, end: float) -> bytes:
                     break
                 if writer is None:
                     size = (frame.shape[1], frame.shape[0])
-                    writer = cv2.VideoWriter(target, cv2.VideoWriter_fourcc(*"VP80"), fps, size)
+                    writer = cv2.VideoWriter(target, cv2.VideoWriter.fourcc(*"VP80"), fps, size)
                 writer.write(frame)
             if writer is None:
                 raise ClipError(f"{video} has no frames at {start:.1f}-{end:.1f} s")

@@ -17,8 +17,8 @@ STEP_S = 0.5
 def topology_rows(samples: Mapping[Pair, Sequence[float]]) -> list[dict[str, object]]:
     """Per ordered camera pair: confident links, mode, median and 10-90% spread (s)."""
     rows = []
-    for (source, target), gaps in sorted(samples.items()):
-        gaps = np.asarray(gaps, np.float64)
+    for (source, target), times in sorted(samples.items()):
+        gaps = np.asarray(times, np.float64)
         if not len(gaps):
             continue
         rows.append(
