@@ -64,8 +64,8 @@ class RunRecorder:
         folder = self.folder / "tracks" / f"{tracklet.camera_id}_{tracklet.track_id}"
         folder.mkdir(parents=True, exist_ok=True)
         arrays = {"features": tracklet.features}
-        if tracklet.attention is not None:
-            arrays["attention"] = tracklet.attention.astype(np.float16)
+        if tracklet.projections is not None:
+            arrays["attention"] = tracklet.projections.astype(np.float16)
         if tracklet.path is not None:
             arrays["path"] = tracklet.path
         np.savez(folder / f"summary{n}.npz", allow_pickle=False, **arrays)  # as np.load reads
@@ -163,7 +163,7 @@ def _reembed(
     rows = [embedded[p] for p in tracklet.crops]
     projections = [r[1] for r in rows if r[1] is not None]  # all or none: one embedder
     attention = None if rows[0][1] is None else np.stack(projections)
-    return replace(tracklet, features=np.stack([r[0] for r in rows]), attention=attention)
+    return replace(tracklet, features=np.stack([r[0] for r in rows]), projections=attention)
 
 
 def write_identities(

@@ -137,7 +137,7 @@ class AttentionInputs:
 def representatives(tracklets: Sequence[Tracklet]) -> tuple[np.ndarray, np.ndarray] | None:
     """Each tracklet's crop closest to its mean: (features, projections); None when a
     tracklet carries no attention."""
-    attention = [t.attention for t in tracklets if t.attention is not None]
+    attention = [t.projections for t in tracklets if t.projections is not None]
     if not tracklets or len(attention) < len(tracklets):
         return None
     picks = [int(np.argmax(t.features @ t.features.mean(axis=0))) for t in tracklets]

@@ -36,7 +36,7 @@ SYNC_BATCH = 10_000
 @dataclass
 class Exemplars:
     features: np.ndarray  # [M, D] float32
-    attention: np.ndarray | None  # [M, r, h, w] or None
+    projections: np.ndarray | None  # [M, r, h, w] or None
 
 
 def _representative(tracklet: Tracklet) -> tuple[bytes, str, bytes, str]:
@@ -171,18 +171,18 @@ class Gallery(IdentityReader):
         """The identity's exemplars after adding the tracklet's: the most recent M."""
         m = self.config.exemplars_per_identity
         feats = tracklet.features
-        att = tracklet.attention
+        att = tracklet.projections
         if len(feats) > m:  # evenly spaced over the track
             keep = np.linspace(0, len(feats) - 1, m).round().astype(int)
             feats, att = feats[keep], None if att is None else att[keep]
         if old is not None:
             feats = np.concatenate([old.features, feats])[-m:]
             if (
-                old.attention is not None
+                old.projections is not None
                 and att is not None
-                and old.attention.shape[1:] == att.shape[1:]
+                and old.projections.shape[1:] == att.shape[1:]
             ):
-                att = np.concatenate([old.attention.astype(np.float32), att])[-m:]
+                att = np.concatenate([old.projections.astype(np.float32), att])[-m:]
             else:
                 att = None
         return Exemplars(feats, att)
@@ -204,7 +204,9 @@ class Gallery(IdentityReader):
         centroid /= max(float(np.linalg.norm(centroid)), 1e-12)
         features, features_meta = pack(exemplars.features, "float32")
         attention, attention_meta = (
-            pack(exemplars.attention, "float16") if exemplars.attention is not None else (b"", "")
+            pack(exemplars.projections, "float16")
+            if exemplars.projections is not None
+            else (b"", "")
         )
         centroid_blob, centroid_meta = pack(centroid, "float32")
         keys = self.keys

@@ -81,13 +81,13 @@ class Matcher(Gallery):
             pairs.append((int(i), int(j)))
             feature_d.append(float(np.clip((1.0 - sims[i, j]) / 2.0, 0.0, 1.0)))
         w = self.config.attention_weight
-        query_att = tracklet.attention
+        query_att = tracklet.projections
         if w == 0.0 or self.scorer is None or query_att is None:
             return feature_d
         usable = [
-            (n, ex.attention)
+            (n, ex.projections)
             for n, ex in enumerate(candidates)
-            if ex.attention is not None and ex.attention.shape[1:] == query_att.shape[1:]
+            if ex.projections is not None and ex.projections.shape[1:] == query_att.shape[1:]
         ]
         if not usable:
             return feature_d

@@ -37,8 +37,8 @@ def encode_tracklet(t: Tracklet) -> dict[FieldT, EncodableT]:
         "features_meta": features_meta,
         "crops": json.dumps(list(t.crops)),
     }
-    if t.attention is not None:
-        fields["attention"], fields["attention_meta"] = pack(t.attention, "float16")
+    if t.projections is not None:
+        fields["attention"], fields["attention_meta"] = pack(t.projections, "float16")
     if t.path is not None:
         fields["path"], fields["path_meta"] = pack(t.path, "float64")
     return fields

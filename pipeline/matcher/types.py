@@ -22,9 +22,10 @@ class Tracklet:
         track_id: the tracker's local id in that camera.
         start, end: first and last time seen (unix seconds, or seconds in a file).
         features: ``[K, D]`` float32, L2-normalised exemplar embeddings.
-        attention: ``[K, r, h, w]`` projected conv maps of the exemplars
-            (:class:`reid.runtime.consistency.ConsistencyScorer`), or None for
-            feature-only matching.
+        projections: ``[K, r, h, w]`` conv maps of the exemplars projected on the model's
+            channel basis (the embedder's ``projections``, scored by
+            :class:`reid.runtime.consistency.ConsistencyScorer`), or None for feature-only
+            matching. Stored under the name ``attention`` in Redis and run records.
         crops: references (paths) of the exemplar crops, for queries and training data.
         path: ``[P, 5]`` boxes along the track, ``(time, x1, y1, x2, y2)`` in the camera's
             pixels, time-ordered within ``start..end``; or None. Re-association uses it for
@@ -36,7 +37,7 @@ class Tracklet:
     start: float
     end: float
     features: np.ndarray
-    attention: np.ndarray | None = None
+    projections: np.ndarray | None = None
     crops: tuple[str, ...] = field(default=())
     path: np.ndarray | None = None
 
@@ -55,14 +56,14 @@ class Tracklet:
         if not np.all(np.abs(norms - 1.0) < NORM_TOLERANCE):
             raise TrackletError(f"{where}: features must be L2-normalised (norms {norms.round(3)})")
         object.__setattr__(self, "features", features)
-        if self.attention is not None:
-            attention = np.ascontiguousarray(self.attention, dtype=np.float32)
-            if attention.ndim != 4 or len(attention) != len(features):
+        if self.projections is not None:
+            projections = np.ascontiguousarray(self.projections, dtype=np.float32)
+            if projections.ndim != 4 or len(projections) != len(features):
                 raise TrackletError(
-                    f"{where}: attention must be K x r x h x w with K = {len(features)}, "
-                    f"got {attention.shape}"
+                    f"{where}: projections must be K x r x h x w with K = {len(features)}, "
+                    f"got {projections.shape}"
                 )
-            object.__setattr__(self, "attention", attention)
+            object.__setattr__(self, "projections", projections)
         if self.path is not None:
             path = np.ascontiguousarray(self.path, dtype=np.float64)
             slack = 1e-3 + 1e-9 * abs(self.end)

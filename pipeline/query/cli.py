@@ -22,9 +22,9 @@ console = Console(stderr=True)
 @app.callback()
 def _process_settings() -> None:
     """Process-wide settings, set once for every command."""
-    from pipeline.matcher.index import single_threaded_search
+    from pipeline.process import configure_process
 
-    single_threaded_search()
+    configure_process()
 
 
 Redis = Annotated[

@@ -156,7 +156,7 @@ def test_malformed_tracklets_are_clear_errors() -> None:
     with pytest.raises(TrackletError, match="start <= end"):
         Tracklet("cam1", 1, 5.0, 1.0, good)
     with pytest.raises(TrackletError, match="K x r x h x w"):
-        Tracklet("cam1", 1, 0.0, 1.0, good, attention=np.zeros((2, 4, 3, 3)))
+        Tracklet("cam1", 1, 0.0, 1.0, good, projections=np.zeros((2, 4, 3, 3)))
     with pytest.raises(TrackletError, match="camera_id"):
         Tracklet("", 1, 0.0, 1.0, good)
 
