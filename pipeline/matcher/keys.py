@@ -7,7 +7,8 @@ them together on Redis Cluster; ``v1`` versions the layout)::
     {ns}:v1:identities            ZSET   identity -> last update (unix s)
     {ns}:v1:identity:<id>         HASH   created, last_seen (tracklet time), last_camera,
                                          tracklets, centroid; merged_into / split_from
-    {ns}:v1:exemplars:<id>        HASH   features (f32 K x D), attention (f16 K x r x h x w), shapes
+    {ns}:v1:exemplars:<id>        HASH   features (f32 K x D), attention (f16 K x r x h x w:
+                                         the projections), shapes
     {ns}:v1:sightings:<id>        ZSET   "<camera>\\t<track>\\t<start>\\t<end>\\t<crops>" -> start
     {ns}:v1:tracklet:<cam>:<trk>  HASH   identity, camera, track, start, end, member,
                                          vector (f32 mean exemplar, for re-association)
