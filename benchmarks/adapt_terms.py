@@ -34,11 +34,13 @@ from pipeline.run_record import write_mtmc
 from reid.config import LossConfig
 
 PAPER = LossConfig()
-VARIANTS: dict[str, tuple[str, ...]] = {
-    "identification only": (),
-    f"+ identification attention ({PAPER.ia})": (f"train.loss.ia={PAPER.ia}",),
-    f"+ Siamese attention ({PAPER.sa})": (f"train.loss.sa={PAPER.sa}",),
-    "+ both (paper weights)": (f"train.loss.ia={PAPER.ia}", f"train.loss.sa={PAPER.sa}"),
+IA, SA = f"train.loss.ia={PAPER.ia}", f"train.loss.sa={PAPER.sa}"
+NO_IA, NO_SA = "train.loss.ia=0", "train.loss.sa=0"
+VARIANTS: dict[str, tuple[str, ...]] = {  # every term set explicitly, whatever the yaml says
+    "identification only": (NO_IA, NO_SA),
+    f"+ identification attention ({PAPER.ia})": (IA, NO_SA),
+    f"+ Siamese attention ({PAPER.sa})": (NO_IA, SA),
+    "+ both (paper weights)": (IA, SA),
 }
 
 
