@@ -25,6 +25,7 @@ from pipeline.runner import SESSION_SPAN, Pipeline
 from reid.config import ConfigError
 from reid.data.datasets import site
 from reid_demo.scene import generate_scene
+from tests.pipeline.runs import run_pipeline
 from tests.pipeline.servers import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -47,20 +48,7 @@ def test_cli_runs_end_to_end_and_writes_every_output(
     scene: Path, redis_url: str, namespace: str, tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
-    result = CliRunner().invoke(
-        app,
-        [
-            "--cameras",
-            str(scene),
-            "--redis",
-            redis_url,
-            "--out",
-            str(out),
-            "--no-live-table",
-            "--set",
-            f"redis.namespace={namespace}",
-        ],
-    )
+    result = run_pipeline(scene, redis_url, out, namespace)
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == 2 * 240 and summary["identities"] >= 1

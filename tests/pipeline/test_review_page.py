@@ -13,13 +13,13 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app as pipeline_cli
 from pipeline.matcher import IdentityReader
 from pipeline.query.api import create_app
 from pipeline.query.cli import app as query_cli
 from pipeline.query.service import QueryService
 from reid_demo.scene import generate_scene
 from tests.pipeline.browser import CHROMIUM, Chromium
+from tests.pipeline.runs import run_pipeline
 from tests.pipeline.test_query import serving
 
 pytestmark = [
@@ -39,22 +39,8 @@ def run(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> tuple[Path,
     )
     out = tmp_path_factory.mktemp("run") / "run"
     namespace = f"test-review-{out.parent.name}"
-    result = CliRunner().invoke(
-        pipeline_cli,
-        [
-            "--cameras",
-            str(scene),
-            "--redis",
-            redis_url,
-            "--out",
-            str(out),
-            "--no-live-table",
-            "--set",
-            f"redis.namespace={namespace}",
-            "--set",
-            "matcher.link_threshold=0.001",  # link nobody: the operator will
-        ],
-    )
+    # link nobody: the operator will
+    result = run_pipeline(scene, redis_url, out, namespace, "matcher.link_threshold=0.001")
     assert result.exit_code == 0, result.output
     yield out, namespace
     IdentityReader(redis_url, namespace).clear()
