@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +108,53 @@ def oracle_identities(
             votes[(camera, int(track))][rows[best][0]] += 1
     found = {key: f"gt{c.most_common(1)[0][0]}" for key, c in votes.items()}
     return lambda camera, track: found.get((camera, track), f"{camera}:{track}")
+
+
+@dataclass(frozen=True)
+class LinkQuality:
+    """What an operator asks of cross-camera linking: are the links right, is an identity
+    one person?
+
+    Attributes:
+        links: pairs of tracks in different cameras given one identity.
+        correct: of those, pairs the ground truth says are one person.
+        identities: identities with at least one track.
+        pure: of those, identities where one person holds more than half of the tracks.
+    """
+
+    links: int
+    correct: int
+    identities: int
+    pure: int
+
+    @property
+    def precision(self) -> float:
+        return self.correct / self.links if self.links else 1.0
+
+    @property
+    def purity(self) -> float:
+        return self.pure / self.identities if self.identities else 1.0
+
+
+def link_quality(
+    tracks: list[tuple[str, int]],
+    identity_of: Callable[[str, int], str | None],
+    person_of: Callable[[str, int], str],
+) -> LinkQuality:
+    """How ``identity_of`` (a linker) links a run's ``tracks`` ``(camera, track)``, judged
+    by ``person_of`` (the ground truth's person of a track, e.g. :func:`oracle_identities`)."""
+    members: dict[str, list[tuple[str, str]]] = defaultdict(list)  # identity -> camera, person
+    for camera, track in tracks:
+        identity = identity_of(camera, track)
+        if identity is not None:
+            members[identity].append((camera, person_of(camera, track)))
+    links = correct = pure = 0
+    for group in members.values():
+        for n, (camera, person) in enumerate(group):
+            for other_camera, other in group[n + 1 :]:
+                if other_camera != camera:
+                    links += 1
+                    correct += other == person
+        top = Counter(person for _, person in group).most_common(1)[0][1]
+        pure += 2 * top > len(group)
+    return LinkQuality(links, correct, len(members), pure)
