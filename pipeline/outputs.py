@@ -7,6 +7,9 @@ ids.json          numeric ids used in mtmc.txt -> camera ids and identity ids
 boxes.txt, tracklets.jsonl, tracks/*/summary<n>.npz   what re-linking needs
                   (:mod:`pipeline.run_record`)
 events.jsonl      one JSON object per matcher decision (new_identity, link, update)
+sightings.jsonl   each decision's track, identity, end time and crops, written as it is
+                  made (a later row for a track replaces an earlier one): a run keeps no
+                  per-track state in memory once the track has ended
 video/<cam>.mp4   annotated video per camera, boxes labelled with global identities
 crops/<identity>/<camera>_<end>_<track>-<n>.jpg site training data (reid-train site)
 tracks/<camera>_<track>/<n>.jpg                 the crops each tracklet was embedded from
@@ -23,7 +26,7 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -37,6 +40,15 @@ from pipeline.tracking import Track
 from pipeline.tracklets import TrackletSummary
 
 log = logging.getLogger(__name__)
+SIGHTINGS = "sightings.jsonl"
+
+
+class Sighting(NamedTuple):
+    """A track's last decision as sightings.jsonl records it."""
+
+    identity: str
+    end: float
+    crops: tuple[str, ...]
 
 
 def _color(key: str) -> tuple[int, int, int]:
@@ -46,7 +58,14 @@ def _color(key: str) -> tuple[int, int, int]:
     return int(b), int(g), int(r)
 
 
-RUN_MARKERS = ("summary.json", "events.jsonl", "tracklets.jsonl", "boxes.txt", "mtmc.txt")
+RUN_MARKERS = (
+    "summary.json",
+    "events.jsonl",
+    "tracklets.jsonl",
+    "boxes.txt",
+    "mtmc.txt",
+    SIGHTINGS,
+)
 
 
 def keep_previous_run(folder: Path) -> Path | None:
@@ -78,15 +97,12 @@ class RunOutputs:
         self.previous = keep_previous_run(self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.camera_ids = camera_ids
-        self.identity_number: dict[str, int] = {}
-        self.identity_of: dict[tuple[str, int], str] = {}
-        self.crops_of: dict[tuple[str, int], tuple[float, tuple[str, ...]]] = {}
+        # the identity of each open track, for the video labels; a track leaves when it ends
+        self.live_identity: dict[tuple[str, int], str] = {}
         self.record = RunRecorder(self.folder, camera_ids, overlapping)
         self.writers: dict[str, cv2.VideoWriter] = {}
         self.events = (self.folder / "events.jsonl").open("w") if config.events else None
-
-    def number(self, identity: str) -> int:
-        return self.identity_number.setdefault(identity, len(self.identity_number) + 1)
+        self.sightings = (self.folder / SIGHTINGS).open("w")
 
     def frame(self, frame: Frame, tracks: list[Track], fps: float) -> None:
         """Record boxes for mtmc.txt and draw the annotated frame."""
@@ -96,8 +112,8 @@ class RunOutputs:
             return
         image = frame.image.copy()
         for t in tracks:
-            identity = self.identity_of.get((frame.camera_id, t.track_id))
-            label = f"ID {self.number(identity)}" if identity else f"t{t.track_id}"
+            identity = self.live_identity.get((frame.camera_id, t.track_id))
+            label = identity or f"t{t.track_id}"  # the id the review page and reid-query use
             color = _color(identity or f"{frame.camera_id}{t.track_id}")
             x1, y1, x2, y2 = t.xyxy.astype(int)
             cv2.rectangle(image, (x1, y1), (x2, y2), color, 2)
@@ -148,7 +164,13 @@ class RunOutputs:
     def decision(
         self, summary: TrackletSummary, decision: Decision, crops: tuple[str, ...]
     ) -> None:
-        self.identity_of[(summary.camera_id, summary.track_id)] = decision.identity
+        key = (summary.camera_id, summary.track_id)
+        if summary.final:
+            self.live_identity.pop(key, None)
+        else:
+            self.live_identity[key] = decision.identity
+        row = [summary.camera_id, summary.track_id, decision.identity, summary.end, list(crops)]
+        self.sightings.write(json.dumps(row) + "\n")
         if decision.action == "duplicate":
             return
         if self.events is not None:
@@ -169,11 +191,25 @@ class RunOutputs:
                 + "\n"
             )
             self.events.flush()
-        self.crops_of[(summary.camera_id, summary.track_id)] = (summary.end, crops)
 
-    def _write_crops(self, identity_of: Callable[[str, int], str | None]) -> None:
+    def recorded(self) -> dict[tuple[str, int], Sighting]:
+        """Every decided track's last decision (from sightings.jsonl: read, not kept)."""
+        if not self.sightings.closed:
+            self.sightings.flush()
+        rows: dict[tuple[str, int], Sighting] = {}
+        with (self.folder / SIGHTINGS).open() as lines:
+            for line in lines:
+                camera, track, identity, end, crops = json.loads(line)
+                rows[(camera, track)] = Sighting(identity, end, tuple(crops))
+        return rows
+
+    def _write_crops(
+        self,
+        recorded: dict[tuple[str, int], Sighting],
+        identity_of: Callable[[str, int], str | None],
+    ) -> None:
         """crops/<identity>/: every tracklet's crops under its final identity."""
-        for (camera, track), (end, crops) in self.crops_of.items():
+        for (camera, track), (_, end, crops) in recorded.items():
             identity = identity_of(camera, track)
             if identity is None:
                 continue
@@ -193,7 +229,10 @@ class RunOutputs:
         self.record.tracklet(tracklet, final)
 
     def relink(self, report: RelinkReport) -> None:
-        """Record re-association's merges and splits in events.jsonl."""
+        """Open tracks' labels follow re-association's merges; merges and splits go to
+        events.jsonl."""
+        for key, identity in self.live_identity.items():  # open tracks show the survivor
+            self.live_identity[key] = report.merges.get(identity, identity)
         if self.events is None:
             return
         now = time.time()
@@ -220,18 +259,19 @@ class RunOutputs:
         if self.events is not None:
             self.events.close()
         self.record.close()
-        found = (
-            self.identity_of
-            if identities is None
-            else {key: identities(*key) for key in self.identity_of}
-        )
+        recorded = self.recorded()
+        self.sightings.close()
+        found = {
+            key: row.identity if identities is None else identities(*key)
+            for key, row in recorded.items()
+        }
 
         def final(camera: str, track: int) -> str | None:
             return found.get((camera, track))
 
-        write_identities(self.folder, list(self.identity_of), final)
+        write_identities(self.folder, list(recorded), final)
         if self.config.crops:
-            self._write_crops(final)
+            self._write_crops(recorded, final)
         if self.config.mtmc:
             write_mtmc(self.folder, final, cameras=self.camera_ids)
         (self.folder / "summary.json").write_text(json.dumps(summary, indent=2))

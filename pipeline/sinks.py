@@ -96,7 +96,7 @@ class MatchHere:
             return None
         try:
             self._maybe_relink(final=True)
-            final = {key: self.matcher.identity_of(*key) for key in outputs.identity_of}
+            final = {key: self.matcher.identity_of(*key) for key in outputs.recorded()}
         except RedisUnavailable as exc:
             log.error("final re-association skipped, outputs keep the online identities: %s", exc)
             return None

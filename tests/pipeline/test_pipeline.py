@@ -182,11 +182,12 @@ def test_outputs_survive_redis_gone_at_the_end(
 
     pipeline.sink.matcher.relink = unreachable
     summary = pipeline.run()
-    online = {str(i) for i in pipeline.outputs.identity_of.values()}
+    online = {row.identity for row in pipeline.outputs.recorded().values()}
     ids = json.loads((out / "ids.json").read_text())["identities"]
     assert set(ids.values()) == online and summary["identities"] == len(online)
     assert (out / "mtmc.txt").read_text() and (out / "summary.json").is_file()
     assert pipeline._embedded == {}  # no embedding outlives its track
+    assert pipeline.outputs.live_identity == {}  # nor its identity (sightings.jsonl has it)
 
 
 def test_rematch_with_the_same_model_reproduces_the_run(
@@ -237,12 +238,12 @@ def test_a_second_run_never_takes_over_the_first_runs_tracks(
         runs.append((pipeline.run(), pipeline))
     (_, one), (_, two) = runs
     assert (one.session, two.session) == (1, 2)
-    ours = {key for key in two.outputs.identity_of}
-    assert ours and ours.isdisjoint(one.outputs.identity_of)
+    ours = set(two.outputs.recorded())
+    assert ours and ours.isdisjoint(one.outputs.recorded())
     assert all(track >= SESSION_SPAN for _, track in ours)
     keys = Keys(namespace)
     records = list(one.sink.redis.scan_iter(f"{keys.prefix}:tracklet:*"))
-    assert len(records) == len(one.outputs.identity_of) + len(ours)
+    assert len(records) == len(one.outputs.recorded()) + len(ours)
 
 
 def test_reusing_an_output_folder_keeps_the_earlier_run(
@@ -298,4 +299,4 @@ def test_stopping_while_redis_is_down_ends_fast_and_keeps_the_outputs(
         (r["camera"], r["track"])
         for r in map(json.loads, (out / "tracklets.jsonl").read_text().splitlines())
     }
-    assert set(pipeline.outputs.identity_of) <= recorded
+    assert set(pipeline.outputs.recorded()) <= recorded
