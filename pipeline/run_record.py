@@ -52,7 +52,7 @@ class RunRecorder:
         )
         self._boxes: TextIO = (folder / BOXES).open("w")
         self._tracklets: TextIO = (folder / TRACKLETS).open("w")
-        self._summaries: dict[tuple[str, int], int] = {}
+        self._summaries: dict[tuple[str, int], int] = {}  # open tracks' summaries so far
 
     def box(self, camera: str, frame: int, track: int, xyxy: np.ndarray) -> None:
         x1, y1, x2, y2 = (float(v) for v in xyxy)
@@ -61,6 +61,8 @@ class RunRecorder:
     def tracklet(self, tracklet: Tracklet, final: bool) -> None:
         key = (tracklet.camera_id, tracklet.track_id)
         n = self._summaries[key] = self._summaries.get(key, -1) + 1
+        if final:  # nothing of an ended track stays in memory
+            del self._summaries[key]
         folder = self.folder / "tracks" / f"{tracklet.camera_id}_{tracklet.track_id}"
         folder.mkdir(parents=True, exist_ok=True)
         arrays = {"features": tracklet.features}

@@ -188,6 +188,7 @@ def test_outputs_survive_redis_gone_at_the_end(
     assert (out / "mtmc.txt").read_text() and (out / "summary.json").is_file()
     assert pipeline._embedded == {}  # no embedding outlives its track
     assert pipeline.outputs.live_identity == {}  # nor its identity (sightings.jsonl has it)
+    assert pipeline.outputs.record._summaries == {}
 
 
 def test_rematch_with_the_same_model_reproduces_the_run(
