@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 SIGHTINGS = "sightings.jsonl"
 
 
-class Sighting(NamedTuple):
+class LastDecision(NamedTuple):
     """A track's last decision as sightings.jsonl records it."""
 
     identity: str
@@ -192,20 +192,20 @@ class RunOutputs:
             )
             self.events.flush()
 
-    def recorded(self) -> dict[tuple[str, int], Sighting]:
+    def recorded(self) -> dict[tuple[str, int], LastDecision]:
         """Every decided track's last decision (from sightings.jsonl: read, not kept)."""
         if not self.sightings.closed:
             self.sightings.flush()
-        rows: dict[tuple[str, int], Sighting] = {}
+        rows: dict[tuple[str, int], LastDecision] = {}
         with (self.folder / SIGHTINGS).open() as lines:
             for line in lines:
                 camera, track, identity, end, crops = json.loads(line)
-                rows[(camera, track)] = Sighting(identity, end, tuple(crops))
+                rows[(camera, track)] = LastDecision(identity, end, tuple(crops))
         return rows
 
     def _write_crops(
         self,
-        recorded: dict[tuple[str, int], Sighting],
+        recorded: dict[tuple[str, int], LastDecision],
         identity_of: Callable[[str, int], str | None],
     ) -> None:
         """crops/<identity>/: every tracklet's crops under its final identity."""
@@ -251,15 +251,17 @@ class RunOutputs:
     def close(
         self,
         summary: dict[str, Any],
+        recorded: dict[tuple[str, int], LastDecision],
         identities: Callable[[str, int], str | None] | None = None,
     ) -> None:
-        """Finish the files; ``identities`` gives final identities (after re-association)."""
+        """Finish the files. ``recorded``: :meth:`recorded`, read once at the end of the run;
+        ``identities`` gives final identities (after re-association), else the last
+        decisions stand."""
         for writer in self.writers.values():
             writer.release()
         if self.events is not None:
             self.events.close()
         self.record.close()
-        recorded = self.recorded()
         self.sightings.close()
         found = {
             key: row.identity if identities is None else identities(*key)

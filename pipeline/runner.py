@@ -297,9 +297,10 @@ class Pipeline:
                     "matched, and the outputs keep the online identities",
                     self.outputs.folder / "tracklets.jsonl",
                 )
-            final = self.sink.finish(redis_gone)
+            recorded = self.outputs.recorded()  # read once: the sink and the outputs need it
+            final = self.sink.finish(redis_gone, recorded)
             self._refresh_fps()
             summary = self.state.summary()
             summary["outputs"] = str(self.outputs.folder)
-            self.outputs.close(summary, final)
+            self.outputs.close(summary, recorded, final)
         return summary

@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import redis
@@ -40,9 +40,9 @@ class TrackletSink(Protocol):
     def submit(self, summaries: list[TrackletSummary], tracklets: list[Tracklet]) -> None:
         """``tracklets`` (one per summary, embedded) ended or were updated together."""
 
-    def finish(self, redis_gone: bool) -> IdentityOf | None:
-        """The run ends: every track's final identity, or None where the online ones
-        stand (nothing decided here, or Redis unreachable)."""
+    def finish(self, redis_gone: bool, tracks: Iterable[tuple[str, int]]) -> IdentityOf | None:
+        """The run ends: the final identity of each of its decided ``tracks``, or None
+        where the online ones stand (nothing decided here, or Redis unreachable)."""
 
 
 class MatchHere:
@@ -87,16 +87,16 @@ class MatchHere:
             self._footage = (min(first, summary.start), max(last, summary.end))
         self._maybe_relink()
 
-    def finish(self, redis_gone: bool) -> IdentityOf | None:
+    def finish(self, redis_gone: bool, tracks: Iterable[tuple[str, int]]) -> IdentityOf | None:
         """The last re-association, then every track's identity as it ended (the summary
         counts those). With Redis gone, the online decisions stand (None): the run's
         outputs are written from them rather than lost."""
-        state, outputs = self._started()
+        state, _ = self._started()
         if redis_gone:
             return None
         try:
             self._maybe_relink(final=True)
-            final = {key: self.matcher.identity_of(*key) for key in outputs.recorded()}
+            final = {key: self.matcher.identity_of(*key) for key in tracks}
         except RedisUnavailable as exc:
             log.error("final re-association skipped, outputs keep the online identities: %s", exc)
             return None
@@ -157,7 +157,7 @@ class PublishToStream:
         self._state.time("match", time.perf_counter() - start)
         self._state.decisions["published"] += len(tracklets)
 
-    def finish(self, redis_gone: bool) -> IdentityOf | None:
+    def finish(self, redis_gone: bool, tracks: Iterable[tuple[str, int]]) -> IdentityOf | None:
         if not self.publisher.flush():
             log.error(
                 "%d tracklets could not be published (Redis down)", len(self.publisher.pending)
