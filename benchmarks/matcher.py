@@ -79,13 +79,13 @@ def main() -> None:
                 )
                 t = tracklet(center, "cam1")
                 start = time.perf_counter()
-                matcher.index.search(t.features, matcher.config.top_k)
+                matcher.gallery.index.search(t.features, matcher.config.top_k)
                 search_ms.append((time.perf_counter() - start) * 1e3)
-                before = matcher.round_trips
+                before = matcher.gallery.round_trips
                 start = time.perf_counter()
                 matcher.decide(t)
                 decision_ms.append((time.perf_counter() - start) * 1e3)
-                trips.append(matcher.round_trips - before)
+                trips.append(matcher.gallery.round_trips - before)
                 if not known:
                     centers.append(center)
             d50, d99 = np.percentile(decision_ms, [50, 99])

@@ -34,7 +34,7 @@ from rich.table import Table
 
 from benchmarks.interleave import batched_rate, ratio
 from pipeline.config import PipelineConfig, load_pipeline_config
-from pipeline.matcher import IdentityReader, connect
+from pipeline.matcher import Store, connect
 from pipeline.process import configure_process
 from pipeline.run_state import STAGES
 from pipeline.runner import Pipeline
@@ -148,12 +148,12 @@ def main() -> None:
     detector_rates, pipeline_rates, stage_rows, identities = [], [], [], []
     for _ in range(args.rounds):
         pipeline = Pipeline(config, max_frames=args.frames)
-        IdentityReader(config.redis.url, config.redis.namespace).clear()
+        Store.open(config.redis.url, config.redis.namespace).clear()
         detector_rates.append(
             batched_rate(pipeline._detect, frames, pipeline.config.detector.batch)
         )
         summary = pipeline.run(threading.Event())
-        IdentityReader(config.redis.url, config.redis.namespace).clear()
+        Store.open(config.redis.url, config.redis.namespace).clear()
         pipeline_rates.append(summary["frames"] / summary["wall_s"])
         stage_rows.append(summary["stage_s"])
         identities.append(summary["identities"])

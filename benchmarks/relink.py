@@ -89,7 +89,7 @@ def main() -> None:
             ratios.append(redis_s[-1] / memory_s[-1])
         relinked = [matcher.identity_of(t.camera_id, t.track_id) for t in tracklets]
     finally:
-        matcher.clear()
+        matcher.store.clear()
     table = Table(title=f"re-association of {len(tracklets):,} tracklets (dim {args.dim})")
     for col in ("", "seconds (median)", "pairwise F1"):
         table.add_column(col, justify="right")

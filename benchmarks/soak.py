@@ -74,7 +74,7 @@ def main() -> None:
                     "events": matcher.redis.xlen(matcher.keys.events),
                 }
     finally:
-        matcher.clear()
+        matcher.store.clear()
     table = Table(title=f"soak: retention {args.retention_s:g} s, D={args.dim}")
     for col in ("wall s", "people so far", "process RSS MB", "Redis used MB", "Redis keys"):
         table.add_column(col, justify="right")

@@ -19,7 +19,7 @@ from rich.logging import RichHandler
 
 from pipeline.cli import camera_table, summary_table
 from pipeline.config import load_pipeline_config
-from pipeline.matcher import IdentityReader
+from pipeline.matcher import Store
 from pipeline.process import configure_process
 from pipeline.query.service import QueryService
 from pipeline.runner import Pipeline
@@ -53,14 +53,14 @@ def main() -> None:
         )
     config = load_pipeline_config(cams, ["redis.namespace=demo"])
     console.print("[bold]2.[/bold] running the pipeline (embedded Redis, offline detector)")
-    cleared = IdentityReader(config.redis.url, config.redis.namespace).clear()
+    cleared = Store.open(config.redis.url, config.redis.namespace).clear()
     console.print(f"   cleared {cleared} keys of the previous demo run")
     pipeline = Pipeline(config)
     with Live(camera_table(pipeline.state), console=console, refresh_per_second=2) as live:
         summary = pipeline.run(threading.Event(), lambda s: live.update(camera_table(s)))
     console.print(summary_table(summary))
     assert isinstance(pipeline.sink, MatchHere)  # the default: matched in this process
-    service = QueryService(pipeline.sink.matcher)
+    service = QueryService(pipeline.sink.matcher.reader)
     both = [r for r in service.list(200) if len(r["cameras"]) > 1]
     if both:
         best = min(both, key=lambda r: r["sightings"])  # the plainest cross-camera case

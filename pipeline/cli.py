@@ -180,6 +180,7 @@ def matcher(
     """Scale-out matcher: consume published tracklets as part of the 'matchers' group."""
     from pipeline.errors import USER_ERRORS
     from pipeline.matcher import Matcher
+    from pipeline.matcher.store import RetryPolicy, Store
     from pipeline.matcher.stream import MatcherWorker
     from pipeline.runner import load_scorer
 
@@ -194,8 +195,12 @@ def matcher(
         config = load_pipeline_config(cameras, extra)
         scorer = load_scorer(config.reid)
         name = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        store = Store.open(
+            config.redis.url, config.redis.namespace, retry=RetryPolicy(stopping=stop)
+        )
+        store.store_settings(config.matcher, f"matcher {name}")
         worker = MatcherWorker(
-            Matcher(config.redis.url, config.redis.namespace, config.matcher, scorer),
+            Matcher(config=config.matcher, scorer=scorer, store=store),
             name,
             claim_idle_ms=int(claim_idle_s * 1000),
         )
@@ -206,15 +211,19 @@ def matcher(
         _on_signals(stop)
         idle_since = time.monotonic()
         while not stop.is_set():
-            decisions = worker.matcher.call_with_retry(worker.step, 500)
+            decisions = store.call(worker.step, 500)
             if decisions or worker.barrier is not None:  # waiting on a dead one is not idle
                 idle_since = time.monotonic()
             elif exit_when_idle is not None and time.monotonic() - idle_since > exit_when_idle:
                 break
+        worker.finish()
     except USER_ERRORS as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    console.print(f"matcher {name}: {worker.processed} tracklets processed")
+    console.print(
+        f"matcher {name}: {worker.processed} tracklets processed, "
+        f"{len(worker.relinks)} re-associations run here"
+    )
 
 
 @app.command()
@@ -240,14 +249,16 @@ def relink(
     from pipeline.config import RedisConfig
     from pipeline.errors import USER_ERRORS
     from pipeline.matcher import Matcher
+    from pipeline.matcher.store import Store
     from pipeline.run_record import RunRecordError, write_mtmc
 
     try:
         config = load_pipeline_config(cameras) if cameras else None
-        matcher_config = config.matcher if config else None
         url = redis or (config.redis.url if config else None)
         ns = namespace or (config.redis if config else RedisConfig()).namespace
-        matcher = Matcher(url, ns, matcher_config)
+        store = Store.open(url, ns)
+        settings = config.matcher if config else store.configured()
+        matcher = Matcher(config=settings, store=store)
         report = matcher.relink(since)
         if run_dir is not None:
             cams = [c.id for c in config.cameras] if config else ()

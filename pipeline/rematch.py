@@ -15,6 +15,8 @@ from pathlib import Path
 from pipeline.config import PipelineConfig
 from pipeline.matcher import Matcher
 from pipeline.matcher.relink import RelinkReport
+from pipeline.matcher.session import MatchingSession
+from pipeline.matcher.store import Store
 from pipeline.run_record import read_summaries, read_tracklets, write_identities, write_mtmc
 from pipeline.runner import build_embedder
 
@@ -28,15 +30,16 @@ def rematch(
     identity of each tracklet and the closing re-association's report."""
     run = Path(run)
     embedder, scorer = build_embedder(config.reid)
-    matcher = Matcher(config.redis.url, config.redis.namespace, config.matcher, scorer)
-    matcher.clear()
-    first = None
+    store = Store.open(config.redis.url, config.redis.namespace)
+    store.clear()
+    matcher = Matcher(config=config.matcher, scorer=scorer, store=store)
+    session = MatchingSession(matcher)  # the policy the run itself followed
     for count, (tracklet, _) in enumerate(read_summaries(run, embedder), 1):
-        matcher.decide(tracklet)
-        first = tracklet.start if first is None else min(first, tracklet.start)
+        session.submit([tracklet])
         if on_progress is not None:
             on_progress(count)
-    report = matcher.relink(since=first)
+    reports = session.finish()
+    report = reports[-1] if reports else matcher.relink()
     final = {
         (t.camera_id, t.track_id): matcher.identity_of(t.camera_id, t.track_id)
         for t in read_tracklets(run)

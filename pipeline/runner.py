@@ -20,11 +20,11 @@ import numpy as np
 from detectors import Detections, Detector
 from pipeline.config import PipelineConfig, ReidConfig
 from pipeline.matcher import RedisUnavailable, Tracklet
-from pipeline.matcher.connection import RETRY_ERRORS
+from pipeline.matcher.store import RetryPolicy, Store
 from pipeline.outputs import RunOutputs
 from pipeline.run_state import CameraStats, RunState
 from pipeline.sinks import MatchHere, TrackletSink
-from pipeline.sources import CameraReader, Frame
+from pipeline.sources import CameraReader, Frame, source_kind
 from pipeline.tracking import CameraTracker
 from pipeline.tracklets import TrackletBuilder, TrackletSummary
 from reid.runtime import Embedder, Embeddings, load_embedder
@@ -34,7 +34,10 @@ from reid.runtime.metadata import scorer_path
 from reid.runtime.pair_scoring import AttentionScorer
 
 log = logging.getLogger(__name__)
-SESSION_SPAN = 10**9  # track ids of the n-th run in a namespace start at (n - 1) * this
+# track ids of the run numbered n start at (n - 1) * this. n is at least the unix time in
+# seconds (Store.new_session), so two runs' ids could only meet if one made a million tracks
+# per second between their starts; and ids stay below 2**53 (exact in JSON and the page)
+SESSION_SPAN = 10**6
 
 
 def build_detectors(config: PipelineConfig) -> dict[str, Detector]:
@@ -78,6 +81,9 @@ class Pipeline:
         max_frames: stop each camera after this many frames.
         sink: where tracklets go; default :class:`~pipeline.sinks.MatchHere` (matched in
             this process, against ``config.redis``).
+
+    :attr:`stop` ends the run when set (a signal handler's target); once it is set, Redis
+    calls give up after seconds instead of riding out an outage for a minute.
     """
 
     def __init__(
@@ -91,8 +97,18 @@ class Pipeline:
         self.readers = {c.id: CameraReader.from_config(c, max_frames) for c in config.cameras}
         self.detectors = build_detectors(config)
         self.embedder, scorer = build_embedder(config.reid)
-        self.sink = sink or MatchHere.from_config(config.redis, config.matcher, scorer)
-        self.session = self._new_session()
+        self.stop = threading.Event()
+        self.sink = sink or MatchHere.from_config(
+            config.redis, config.matcher, scorer, RetryPolicy(stopping=self.stop)
+        )
+        store = Store(self.sink.redis, self.sink.keys.namespace, RetryPolicy(stopping=self.stop))
+        self.session = store.new_session(config.matcher.retention_s)
+        store.record_model(self._feature_dim(), self.embedder.name, config.matcher.retention_s)
+        self.epoch = config.matcher.footage_epoch or (
+            "wall"
+            if all(source_kind(c.source) in ("stream", "webcam") for c in config.cameras)
+            else f"run-{self.session}"
+        )
         id_base = (self.session - 1) * SESSION_SPAN
         self.trackers = {
             cid: CameraTracker(config.tracker, r.output_fps, id_base)
@@ -111,19 +127,9 @@ class Pipeline:
         # (camera, track) -> crop id -> embedding, for open tracks' kept crops
         self._embedded: dict[tuple[str, int], dict[int, Embeddings]] = {}
 
-    def _new_session(self) -> int:
-        """This run's number in the namespace (1, 2, ...): its track ids start at
-        ``(n - 1) * SESSION_SPAN``, so a rerun or a restarted worker never takes over the
-        records (and identities) of an earlier run's tracks with the same tracker ids."""
-        keys = self.sink.keys
-        try:
-            pipe = self.sink.redis.pipeline(transaction=True)
-            pipe.incr(keys.sessions)
-            pipe.expire(keys.sessions, int(self.config.matcher.retention_s))
-            session, _ = pipe.execute()
-        except RETRY_ERRORS as exc:
-            raise RedisUnavailable(f"cannot start a run: Redis is unreachable ({exc})") from exc
-        return int(session)
+    def _feature_dim(self) -> int:
+        """The model's feature size (one blank crop through it, which also warms it up)."""
+        return int(self.embedder.embed([np.zeros((128, 64, 3), np.uint8)]).features.shape[1])
 
     def _detect(self, frames: list[Frame]) -> list[Detections]:
         """Each frame's detections; frames of cameras sharing a detector go in one call."""
@@ -229,6 +235,7 @@ class Pipeline:
                 part.projections,
                 self.outputs.track_crops(summary),
                 summary.path,
+                self.epoch,
             )
             self.outputs.tracklet(tracklet, summary.final)
             tracklets.append(tracklet)
@@ -244,8 +251,12 @@ class Pipeline:
         stop: threading.Event | None = None,
         on_progress: Callable[[RunState], None] | None = None,
     ) -> dict[str, Any]:
-        """Process until every camera ends or ``stop`` is set; open tracklets are flushed."""
-        stop = stop or threading.Event()
+        """Process until every camera ends or :attr:`stop` (or ``stop``) is set; open
+        tracklets are flushed."""
+        done = threading.Event()
+        if stop is not None and stop is not self.stop:
+            threading.Thread(target=_forward, args=(stop, self.stop, done), daemon=True).start()
+        stop = self.stop
         self.sink.start(stop, self.state, self.outputs)
         self.state.started = time.perf_counter()
         for reader in self.readers.values():
@@ -303,4 +314,13 @@ class Pipeline:
             summary = self.state.summary()
             summary["outputs"] = str(self.outputs.folder)
             self.outputs.close(summary, recorded, final)
+            done.set()
         return summary
+
+
+def _forward(source: threading.Event, target: threading.Event, done: threading.Event) -> None:
+    """Set ``target`` when ``source`` is set, until ``done``."""
+    while not done.is_set():
+        if source.wait(0.1):
+            target.set()
+            return

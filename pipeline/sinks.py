@@ -16,6 +16,9 @@ import redis
 from pipeline.config import RedisConfig
 from pipeline.matcher import Matcher, MatcherConfig, RedisUnavailable, Tracklet, connect
 from pipeline.matcher.keys import Keys
+from pipeline.matcher.relink import RelinkReport
+from pipeline.matcher.session import MatchingSession
+from pipeline.matcher.store import RetryPolicy, Store
 from pipeline.matcher.stream import TrackletPublisher
 from pipeline.outputs import RunOutputs
 from pipeline.run_state import RunState
@@ -46,26 +49,29 @@ class TrackletSink(Protocol):
 
 
 class MatchHere:
-    """Decides identities in this process: online decisions, re-association every
-    ``relink_every_s`` of footage over ``relink_window_s``, and a last one over the run."""
+    """Decides identities in this process, on the one matching policy
+    (:class:`~pipeline.matcher.session.MatchingSession`): online decisions, re-association
+    every ``relink_every_s`` of footage over ``relink_window_s``, a last one over the run."""
 
-    def __init__(self, matcher: Matcher, config: MatcherConfig) -> None:
-        self.matcher, self.config = matcher, config
+    def __init__(self, matcher: Matcher) -> None:
+        self.matcher = matcher
+        self.session = MatchingSession(matcher)
         self.redis, self.keys = matcher.redis, matcher.keys
-        self._footage = (float("inf"), float("-inf"))  # first start, last end seen
-        self._relinked_at: float | None = None
         self._run: tuple[RunState, RunOutputs] | None = None
 
     @classmethod
     def from_config(
-        cls, redis_config: RedisConfig, config: MatcherConfig, scorer: AttentionScorer | None
+        cls,
+        redis_config: RedisConfig,
+        config: MatcherConfig,
+        scorer: AttentionScorer | None,
+        retry: RetryPolicy | None = None,
     ) -> MatchHere:
-        return cls(Matcher(redis_config.url, redis_config.namespace, config, scorer), config)
+        store = Store.open(redis_config.url, redis_config.namespace, retry=retry)
+        return cls(Matcher(config=config, scorer=scorer, store=store))
 
     def start(self, stop: threading.Event, state: RunState, outputs: RunOutputs) -> None:
-        # once stopping (SIGTERM: a container has seconds), Redis gets seconds, not a
-        # minute, per call; what is not matched stays in tracklets.jsonl
-        self.matcher.stopping = stop
+        self.matcher.store.store_settings(self.matcher.config, "this run")
         self._run = state, outputs
 
     def _started(self) -> tuple[RunState, RunOutputs]:
@@ -76,16 +82,21 @@ class MatchHere:
     def submit(self, summaries: list[TrackletSummary], tracklets: list[Tracklet]) -> None:
         state, outputs = self._started()
         start = time.perf_counter()
-        decisions = self.matcher.decide_many(tracklets)  # those ending together: jointly
+        decisions, reports = self.session.submit(tracklets)  # those ending together: jointly
         state.time("match", time.perf_counter() - start)
         for summary, tracklet, decision in zip(summaries, tracklets, decisions, strict=True):
             state.decisions[decision.action] += 1
             state.identities.add(decision.identity)
             state.identity_cameras[decision.identity].add(summary.camera_id)
             outputs.decision(summary, decision, tracklet.crops)
-            first, last = self._footage
-            self._footage = (min(first, summary.start), max(last, summary.end))
-        self._maybe_relink()
+        self._record(reports)
+
+    def _record(self, reports: list[RelinkReport]) -> None:
+        state, outputs = self._started()
+        for report in reports:
+            state.time("relink", report.seconds)
+            state.decisions["relink_moves"] += report.moves
+            outputs.relink(report)
 
     def finish(self, redis_gone: bool, tracks: Iterable[tuple[str, int]]) -> IdentityOf | None:
         """The last re-association, then every track's identity as it ended (the summary
@@ -95,7 +106,7 @@ class MatchHere:
         if redis_gone:
             return None
         try:
-            self._maybe_relink(final=True)
+            self._record(self.session.finish())
             final = {key: self.matcher.identity_of(*key) for key in tracks}
         except RedisUnavailable as exc:
             log.error("final re-association skipped, outputs keep the online identities: %s", exc)
@@ -106,24 +117,6 @@ class MatchHere:
             if identity is not None:
                 state.identity_cameras[identity].add(camera)
         return lambda camera, track: final.get((camera, track))
-
-    def _maybe_relink(self, final: bool = False) -> None:
-        """Re-associate recent tracklets every ``relink_every_s`` of footage, and over the
-        whole run at its end, so early mistakes are repaired (merges and splits in Redis)."""
-        state, outputs = self._started()
-        first, last = self._footage
-        every = self.config.relink_every_s
-        if last < first:
-            return
-        if not final and (every == 0 or (self._relinked_at or first) + every > last):
-            return
-        since = first if final else last - self.config.relink_window_s
-        start = time.perf_counter()
-        report = self.matcher.relink(since=max(since, first))
-        state.time("relink", time.perf_counter() - start)
-        self._relinked_at = last
-        state.decisions["relink_moves"] += report.moves
-        outputs.relink(report)
 
 
 class PublishToStream:

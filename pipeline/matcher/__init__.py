@@ -4,6 +4,8 @@ from pipeline.matcher.config import MatcherConfig, TransitRule
 from pipeline.matcher.connection import RedisUnavailable, connect
 from pipeline.matcher.matcher import Matcher, MatcherBusy
 from pipeline.matcher.reader import IdentityReader
+from pipeline.matcher.session import MatchingSession, RelinkLease
+from pipeline.matcher.store import RetryPolicy, Store
 from pipeline.matcher.types import Decision, Sighting, Tracklet, TrackletError
 
 __all__ = [
@@ -12,7 +14,11 @@ __all__ = [
     "Matcher",
     "MatcherBusy",
     "MatcherConfig",
+    "MatchingSession",
     "RedisUnavailable",
+    "RelinkLease",
+    "RetryPolicy",
+    "Store",
     "Sighting",
     "Tracklet",
     "TrackletError",

@@ -59,6 +59,11 @@ class MatcherConfig(Settings):
     spatio_temporal: bool = Field(
         True, description="re-association also weighs learned camera-to-camera transit times"
     )
+    camera_links: bool = Field(
+        False,
+        description="re-association also learns exit/entry zones per camera and the transit "
+        "times between them from when tracks end and begin (no appearance link needed)",
+    )
     transit_max_s: float = Field(600.0, gt=0.0, description="longest transit time learned")
     transit_overlap_s: float = Field(
         60.0, ge=0.0, description="longest co-visibility learned for overlapping cameras"
@@ -75,6 +80,14 @@ class MatcherConfig(Settings):
     index_dim: int = Field(256, ge=8, description="projected dim of the in-process index")
     events_maxlen: int = Field(1_000_000, ge=1000, description="approximate events cap")
     max_retries: int = Field(50, ge=1, description="optimistic commit retries")
+    footage_epoch: str | None = Field(
+        None,
+        max_length=128,
+        description="the footage clock this run's tracklets are on; re-association compares "
+        "only tracklets of one clock. None: 'wall' when every camera is live (times are the "
+        "wall clock), else the run's own (a rerun over the same files is never confused with "
+        "the run before). Set one name on every camera worker of a scale-out run over files",
+    )
 
     def transit(self, source: str, target: str) -> TransitRule | None:
         for rule in self.topology:

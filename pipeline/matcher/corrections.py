@@ -24,7 +24,6 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import cast
 
 from redis.typing import EncodableT, FieldT
@@ -37,7 +36,6 @@ from pipeline.matcher.types import Sighting
 
 # RESP2 (the protocol connect speaks): XRANGE/XREVRANGE entries as (id, fields)
 StreamEntries = list[tuple[bytes, dict[bytes, bytes]]]
-UNDO_SCRIPT = resources.files("pipeline.matcher").joinpath("lua/undo.lua").read_text()
 KINDS = ("merge", "split", "confirm", "not_same")
 
 
@@ -104,10 +102,12 @@ class Corrector:
     """Applies, records, lists and undoes corrections in one namespace."""
 
     def __init__(self, reader: IdentityReader, config: MatcherConfig | None = None) -> None:
-        self.reader, self.redis, self.keys = reader, reader.redis, reader.keys
-        self.config = config or getattr(reader, "config", None) or MatcherConfig()
-        self._rewriter = Rewriter(self.redis, self.keys, self.config)
-        self._undo = self.redis.register_script(UNDO_SCRIPT)
+        self.reader, self.store = reader, reader.store
+        self.redis, self.keys = reader.redis, reader.keys
+        # the namespace's stored settings: a merge keeps the site's retention and exemplars
+        self.config = config or self.store.configured()
+        self._rewriter = Rewriter(self.store, self.config)
+        self._undo = self.store.undo
 
     # -- reading ---------------------------------------------------------------------------
     def _current(self, names: Sequence[str]) -> tuple[int, dict[str, list[Sighting]]]:
@@ -218,7 +218,7 @@ class Corrector:
 
         def plan(event: str, version: int, found: dict) -> tuple[Rewrite, dict]:
             source, target = found[identity], found[into]
-            members = read_recorded(self.redis, self.keys, source + target)
+            members = read_recorded(self.store, source + target)
             rewrite = Rewrite(
                 moves=[(r.ref, identity, into) for r in members[: len(source)]],
                 merges={identity: into},
@@ -250,7 +250,7 @@ class Corrector:
                     f"sightings: splitting off all of {identity!r} leaves nothing behind"
                 )
             new = identity_id(f"{self.keys.namespace}|correction|{event}")
-            members = read_recorded(self.redis, self.keys, sightings)
+            members = read_recorded(self.store, sightings)
             moved = [r for r in members if r.ref in wanted]
             stays = [r for r in members if r.ref not in wanted]
             rewrite = Rewrite(

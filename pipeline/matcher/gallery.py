@@ -14,58 +14,54 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from importlib import resources
 
 import numpy as np
-import redis
 
-from pipeline.matcher.association import representatives, tracklet_vectors
-from pipeline.matcher.codec import decode_sighting, encode_sighting, identity_id, pack, unpack
+from pipeline.matcher.codec import (
+    Exemplars,
+    centroid,
+    decode_exemplars,
+    decode_sighting,
+    encode_exemplars,
+    encode_sighting,
+    identity_id,
+    record_args,
+    unpack,
+)
 from pipeline.matcher.config import MatcherConfig
 from pipeline.matcher.index import IdentityIndex
-from pipeline.matcher.reader import IdentityReader, as_text
+from pipeline.matcher.reader import as_text
+from pipeline.matcher.store import Store
 from pipeline.matcher.types import Sighting, Tracklet
 
 log = logging.getLogger(__name__)
 
-COMMIT_SCRIPT = resources.files("pipeline.matcher").joinpath("lua/commit.lua").read_text()
 SYNC_BATCH = 10_000
 
 
-@dataclass
-class Exemplars:
-    features: np.ndarray  # [M, D] float32
-    projections: np.ndarray | None  # [M, r, h, w] or None
+class Gallery:
+    """Identities as the matcher sees them: candidate search, exemplars, atomic commits.
 
+    Args:
+        store: the namespace's Redis state.
+        config: exemplar count, retention, index size.
+    """
 
-def _representative(tracklet: Tracklet) -> tuple[bytes, str, bytes, str]:
-    """Packed feature and attention map of the tracklet's crop closest to its mean, for
-    attention consistency in re-association; empty without attention."""
-    reps = representatives([tracklet])
-    if reps is None:
-        return b"", "", b"", ""
-    return (*pack(reps[0][0], "float32"), *pack(reps[1][0], "float16"))
-
-
-class Gallery(IdentityReader):
-    """Identities as the matcher sees them: candidate search, exemplars, atomic commits."""
-
-    def __init__(
-        self,
-        redis_url: str | None = None,
-        namespace: str = "reid",
-        config: MatcherConfig | None = None,
-        client: redis.Redis | None = None,
-    ) -> None:
-        super().__init__(redis_url, namespace, client)
-        self.config = config or MatcherConfig()
-        self._commit = self.redis.register_script(COMMIT_SCRIPT)
+    def __init__(self, store: Store, config: MatcherConfig) -> None:
+        self.store, self.config = store, config
+        self.redis, self.keys = store.redis, store.keys
         self.index = IdentityIndex(self.config.index_dim)
         self.round_trips = 0
+        self.feature_dim: int | None = None  # the namespace's, once a run recorded it
+        self.rewinds = 0  # times the gallery version went back (cleared, or a restore)
         self._cursor = "0-0"
         self._version = 0
-        self.call_with_retry(self._bootstrap)
+        self.store.call(self._bootstrap)
+
+    @property
+    def version(self) -> int:
+        """The gallery version this process has mirrored."""
+        return self._version
 
     def _bootstrap(self) -> None:
         """Load every live identity's centroid; events after the cursor are applied later."""
@@ -110,19 +106,18 @@ class Gallery(IdentityReader):
             self._cursor = event_id.decode()
         return True
 
-    def _sync_index(self) -> None:
-        self._sync(())
-
-    def _sync(self, tracklets: Sequence[Tracklet]) -> list[dict[bytes, bytes]]:
+    def sync(self, tracklets: Sequence[Tracklet]) -> list[dict[bytes, bytes]]:
         """Round trip 1: catch up with other matchers; the tracklets' records ({} if none)."""
         while True:
             pipe = self.redis.pipeline(transaction=True)
             pipe.get(self.keys.version)
             pipe.xrange(self.keys.events, min=f"({self._cursor}", count=SYNC_BATCH)
+            pipe.hget(self.keys.model, "dim")
             for tracklet in tracklets:
                 pipe.hgetall(self.keys.tracklet(tracklet.camera_id, tracklet.track_id))
-            version, events, *records = pipe.execute()
+            version, events, dim, *records = pipe.execute()
             self.round_trips += 1
+            self.feature_dim = None if dim is None else int(dim)
             if not self._apply_events(events):
                 log.warning("events stream was trimmed past this matcher; reloading the index")
                 self._bootstrap()
@@ -136,12 +131,13 @@ class Gallery(IdentityReader):
                     self._version,
                     int(version or 0),
                 )
+                self.rewinds += 1
                 self._bootstrap()
                 continue
             if len(events) < SYNC_BATCH:
                 return records
 
-    def _fetch(self, identities: list[str]) -> tuple[list[Exemplars | None], list[list[Sighting]]]:
+    def fetch(self, identities: list[str]) -> tuple[list[Exemplars | None], list[list[Sighting]]]:
         """Round trip 2: exemplars and sightings of ``identities``."""
         pipe = self.redis.pipeline(transaction=False)
         for identity in identities:
@@ -152,22 +148,14 @@ class Gallery(IdentityReader):
         exemplars: list[Exemplars | None] = []
         sightings = []
         for identity, raw, members in zip(identities, replies[::2], replies[1::2], strict=True):
-            if not raw:
-                exemplars.append(None)  # expired since the index saw it: forget it
+            found = decode_exemplars(raw)
+            if found is None:  # expired since the index saw it: forget it
                 self.index.remove(identity)
-            else:
-                attention = (
-                    unpack(raw[b"attention"], raw[b"attention_meta"])
-                    if b"attention" in raw
-                    else None
-                )
-                exemplars.append(
-                    Exemplars(unpack(raw[b"features"], raw[b"features_meta"]), attention)
-                )
+            exemplars.append(found)
             sightings.append([decode_sighting(identity, m) for m in members])
         return exemplars, sightings
 
-    def _merge(self, old: Exemplars | None, tracklet: Tracklet) -> Exemplars:
+    def merge(self, old: Exemplars | None, tracklet: Tracklet) -> Exemplars:
         """The identity's exemplars after adding the tracklet's: the most recent M."""
         m = self.config.exemplars_per_identity
         feats = tracklet.features
@@ -191,7 +179,7 @@ class Gallery(IdentityReader):
         """Deterministic: the same first tracklet always founds the same identity id."""
         return identity_id(f"{self.keys.namespace}|{tracklet.ref}|{tracklet.start!r}")
 
-    def _commit_plan(
+    def commit(
         self,
         tracklet: Tracklet,
         identity: str,
@@ -200,17 +188,10 @@ class Gallery(IdentityReader):
         distance: float | None,
         expected: int,
     ) -> list[str]:
-        centroid = exemplars.features.mean(axis=0)
-        centroid /= max(float(np.linalg.norm(centroid)), 1e-12)
-        features, features_meta = pack(exemplars.features, "float32")
-        attention, attention_meta = (
-            pack(exemplars.projections, "float16")
-            if exemplars.projections is not None
-            else (b"", "")
-        )
-        centroid_blob, centroid_meta = pack(centroid, "float32")
+        """Round trip 3 (``lua/commit.lua``): ``[identity, outcome]``, outcome the action, or
+        ``retry`` / ``conflict`` / ``duplicate``."""
         keys = self.keys
-        result = self._commit(
+        result = self.store.commit(
             keys=[
                 keys.version,
                 keys.identities,
@@ -231,28 +212,27 @@ class Gallery(IdentityReader):
                 repr(tracklet.start),
                 repr(tracklet.end),
                 encode_sighting(tracklet),
-                features,
-                features_meta,
-                attention,
-                attention_meta,
-                centroid_blob,
-                centroid_meta,
+                *encode_exemplars(exemplars),
+                *centroid(exemplars.features),
                 "" if distance is None else repr(distance),
                 repr(time.time()),
                 int(self.config.retention_s),
                 self.config.events_maxlen,
-                *pack(tracklet_vectors([tracklet])[0], "float32"),
-                f"{tracklet.camera_id}:{tracklet.track_id}",
-                *(pack(tracklet.path, "float32") if tracklet.path is not None else (b"", "")),
-                *_representative(tracklet),
+                *record_args(tracklet),
             ],
         )
         self.round_trips += 1
         return [as_text(v) for v in result]
 
-    def clear(self) -> int:
-        """Delete every key of this namespace (SCAN, never KEYS); returns how many."""
-        removed = super().clear()
-        self.index = IdentityIndex(self.config.index_dim)
-        self._cursor, self._version = "0-0", 0
-        return removed
+    def similar(self, features: np.ndarray, k: int = 10) -> list[tuple[str, float]]:
+        """Identities most similar to ``features`` ``[K, D]`` (L2-normalised), with the best
+        exemplar cosine similarity, most similar first (for search by image)."""
+        self.store.call(self.sync, ())
+        names = self.index.search(features, k)
+        exemplars, _ = self.store.call(self.fetch, names)
+        scored = [
+            (name, float((features @ ex.features.T).max()))
+            for name, ex in zip(names, exemplars, strict=True)
+            if ex is not None
+        ]
+        return sorted(scored, key=lambda item: -item[1])

@@ -10,12 +10,19 @@ them together on Redis Cluster; ``v1`` versions the layout)::
     {ns}:v1:exemplars:<id>        HASH   features (f32 K x D), attention (f16 K x r x h x w:
                                          the projections), shapes
     {ns}:v1:sightings:<id>        ZSET   "<camera>\\t<track>\\t<start>\\t<end>\\t<crops>" -> start
-    {ns}:v1:tracklet:<cam>:<trk>  HASH   identity, camera, track, start, end, member,
-                                         vector (f32 mean exemplar, for re-association)
+    {ns}:v1:tracklet:<cam>:<trk>  HASH   identity, camera, track, start, end, member, epoch,
+                                         vector (f32 mean exemplar), path, rep_feature and
+                                         rep_attention (its representative crop): the fields
+                                         of pipeline.matcher.codec.RECORD_FIELDS
     {ns}:v1:tracklets             ZSET   "<cam>:<trk>" -> end time (re-association window)
     {ns}:v1:tracklets_seen        ZSET   "<cam>:<trk>" -> when recorded (unix s): retention
     {ns}:v1:calibration           HASH   the site's learned link threshold (re-association)
-    {ns}:v1:sessions              INT    runs started in this namespace (unique track ids)
+    {ns}:v1:sessions              INT    the last run's number: max(last + 1, unix s), so it
+                                         never goes back after a restore (unique track ids)
+    {ns}:v1:settings              STRING the matcher settings (JSON) of the namespace's runs
+    {ns}:v1:model                 HASH   dim, model: the feature size the namespace holds, set
+                                         by the first run (a tracklet of another size is refused)
+    {ns}:v1:relink_lease          STRING the matcher that runs the periodic re-association
     {ns}:v1:topology              HASH   "<src>\t<dst>" -> JSON transit times of confident links
     {ns}:v1:events                STREAM new_identity / link / update events
     {ns}:v1:inbox                 STREAM submitted tracklets (consumer group "matchers")
@@ -70,6 +77,18 @@ class Keys:
     @property
     def sessions(self) -> str:
         return f"{self.prefix}:sessions"
+
+    @property
+    def settings(self) -> str:
+        return f"{self.prefix}:settings"
+
+    @property
+    def model(self) -> str:
+        return f"{self.prefix}:model"
+
+    @property
+    def relink_lease(self) -> str:
+        return f"{self.prefix}:relink_lease"
 
     @property
     def topology(self) -> str:

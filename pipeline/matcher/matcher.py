@@ -5,7 +5,8 @@ attention consistency when the model exports it), gated (never in two places at 
 topology), and linked to the closest admissible one or founds an identity; tracklets that
 end together and are certainly different people are assigned jointly (one Hungarian
 assignment). Every decision is committed atomically by the :class:`Gallery`; periodic
-re-association (:mod:`pipeline.matcher.relink`) revisits them with all the evidence.
+re-association (:mod:`pipeline.matcher.relink`) revisits them with all the evidence; when
+each happens is the matching session's policy (:mod:`pipeline.matcher.session`).
 """
 
 from __future__ import annotations
@@ -13,22 +14,44 @@ from __future__ import annotations
 import logging
 import random
 import time
+import warnings
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import redis
 from scipy.optimize import linear_sum_assignment
 
 from pipeline.matcher.association import cannot_link_pairs
+from pipeline.matcher.codec import Exemplars
 from pipeline.matcher.config import MatcherConfig
-from pipeline.matcher.gallery import Exemplars, Gallery
+from pipeline.matcher.gallery import Gallery
 from pipeline.matcher.gates import rejection
+from pipeline.matcher.reader import IdentityReader
 from pipeline.matcher.relink import Reassociator, RelinkReport
+from pipeline.matcher.store import Store
 from pipeline.matcher.types import Decision, Sighting, Tracklet, TrackletError
 from reid.runtime.pair_scoring import AttentionScorer, combine
 
 log = logging.getLogger(__name__)
+
+
+# where the names a Matcher inherited live now
+MOVED = {
+    **dict.fromkeys(
+        (
+            "trajectory",
+            "resolve",
+            "identities",
+            "topology",
+            "identity_info",
+            "dead_letters",
+            "call_with_retry",
+        ),
+        "reader",
+    ),
+    **dict.fromkeys(("index", "round_trips", "new_identity_id"), "gallery"),
+}
 
 
 class Plan(NamedTuple):
@@ -45,10 +68,11 @@ class MatcherBusy(RuntimeError):
     """Commits kept losing to concurrent matchers for ``max_retries`` attempts."""
 
 
-class Matcher(Gallery):
-    """Links tracklets into global identities: the decisions. The gallery in Redis
-    (:class:`~pipeline.matcher.gallery.Gallery`) and reading it back
-    (:class:`~pipeline.matcher.reader.IdentityReader`) live in their own modules.
+class Matcher:
+    """Links tracklets into global identities: the decisions. Its parts each take the
+    namespace's :class:`~pipeline.matcher.store.Store`: the gallery in Redis
+    (:attr:`gallery`), re-association (:attr:`reassociator`) and the read model
+    (:attr:`reader`); none knows the others.
 
     Args:
         redis_url: ``redis://`` / ``rediss://`` / ``unix://`` URL; None starts the embedded
@@ -58,6 +82,7 @@ class Matcher(Gallery):
         scorer: attention-consistency scorer (numpy, ``ConsistencyScorer.to_numpy()``) for
             tracklets that carry attention; without it matching is feature-only.
         client: an existing redis-py client (takes precedence over ``redis_url``).
+        store: the namespace's store (takes precedence over the three above).
     """
 
     def __init__(
@@ -67,9 +92,36 @@ class Matcher(Gallery):
         config: MatcherConfig | None = None,
         scorer: AttentionScorer | None = None,
         client: redis.Redis | None = None,
+        *,
+        store: Store | None = None,
     ) -> None:
-        super().__init__(redis_url, namespace, config, client)
+        self.store = store or Store.open(redis_url, namespace, client)
+        self.config = config or MatcherConfig()
         self.scorer = scorer
+        self.gallery = Gallery(self.store, self.config)
+        self.reader = IdentityReader(store=self.store)
+        self.reassociator = Reassociator(self.store, self.config, scorer)
+
+    @property
+    def redis(self) -> redis.Redis:
+        return self.store.redis
+
+    def __getattr__(self, name: str) -> Any:
+        """Names a Matcher had while it inherited the gallery and the read model: they keep
+        working for a release, with a warning naming their part."""
+        part = MOVED.get(name)
+        if part is None or name.startswith("__"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        warnings.warn(
+            f"Matcher.{name} is deprecated: use matcher.{part}.{name}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(getattr(self, part), name)
+
+    @property
+    def keys(self):  # noqa: ANN201
+        return self.store.keys
 
     # -- decisions -----------------------------------------------------------------------
     def _distances(self, tracklet: Tracklet, candidates: list[Exemplars]) -> list[float]:
@@ -127,20 +179,22 @@ class Matcher(Gallery):
         identity = record[b"identity"].decode()
         if tracklet.end <= float(record[b"end"]):
             return Decision(identity, "duplicate")
-        (old,), _ = self._fetch([identity])
-        return Plan(identity, "update", self._merge(old, tracklet), None, 1)
+        (old,), _ = self.gallery.fetch([identity])
+        return Plan(identity, "update", self.gallery.merge(old, tracklet), None, 1)
 
     def _execute(self, tracklet: Tracklet, plan: Plan, expected: int) -> Decision | None:
         identity, action, merged, distance, considered = plan
-        got, outcome = self._commit_plan(tracklet, identity, action, merged, distance, expected)
+        got, outcome = self.gallery.commit(tracklet, identity, action, merged, distance, expected)
         if outcome in ("retry", "conflict"):
             return None
         if outcome == "duplicate":
             return Decision(got, "duplicate")
         return Decision(got, outcome, distance, considered)
 
-    def _check_dimension(self, tracklet: Tracklet) -> None:
-        dim = self.index.dim
+    def check(self, tracklet: Tracklet, dim: int | None = None) -> None:
+        """The namespace's feature size is its model's (recorded when a run starts), else
+        that of the identities it holds, else ``dim``: another model's tracklet is refused."""
+        dim = self.gallery.feature_dim or self.gallery.index.dim or dim
         if dim is not None and tracklet.features.shape[1] != dim:
             raise TrackletError(
                 f"tracklet {tracklet.camera_id}:{tracklet.track_id} has "
@@ -149,22 +203,22 @@ class Matcher(Gallery):
             )
 
     def _decide_once(self, tracklet: Tracklet) -> Decision | None:
-        (record,) = self._sync([tracklet])
-        self._check_dimension(tracklet)
+        (record,) = self.gallery.sync([tracklet])
+        self.check(tracklet)
         if record:
             plan = self._plan_update(tracklet, record)
             if isinstance(plan, Decision):
                 return plan
         else:
-            names = self.index.search(tracklet.features, self.config.top_k)
-            exemplars, sightings = self._fetch(names)
+            names = self.gallery.index.search(tracklet.features, self.config.top_k)
+            exemplars, sightings = self.gallery.fetch(names)
             admissible = self._admissible(tracklet, exemplars, sightings)
             if not admissible:
                 plan = self._plan_link(tracklet, None, None, None, len(names))
             else:
                 n, d = min(admissible, key=lambda item: item[1])
                 plan = self._plan_link(tracklet, names[n], exemplars[n], d, len(names))
-        return self._execute(tracklet, plan, self._version)
+        return self._execute(tracklet, plan, self.gallery.version)
 
     def _plan_link(
         self,
@@ -177,22 +231,22 @@ class Matcher(Gallery):
         """Link to ``identity`` (with its ``exemplars``), or found one when it is None."""
         if identity is None:
             return Plan(
-                self.new_identity_id(tracklet),
+                self.gallery.new_identity_id(tracklet),
                 "new_identity",
-                self._merge(None, tracklet),
+                self.gallery.merge(None, tracklet),
                 None,
                 considered,
             )
-        return Plan(identity, "link", self._merge(exemplars, tracklet), distance, considered)
+        return Plan(identity, "link", self.gallery.merge(exemplars, tracklet), distance, considered)
 
     def _decide_jointly(self, group: Sequence[Tracklet]) -> list[Decision | None]:
         """One assignment for tracklets that finished together (Hungarian): each links to at
         most one admissible identity, no identity takes two of them, founding a new identity
         costs ``link_threshold``. Commits go in one by one, each expecting the version its
         predecessor left; whatever a rival's commit interrupts is left None (decided alone)."""
-        records = self._sync(group)
+        records = self.gallery.sync(group)
         for tracklet in group:
-            self._check_dimension(tracklet)
+            self.check(tracklet)
         fresh = [n for n, record in enumerate(records) if not record]
         results: list[Decision | None] = [None] * len(group)
         if len(fresh) < 2:
@@ -201,10 +255,10 @@ class Matcher(Gallery):
             dict.fromkeys(
                 name
                 for n in fresh
-                for name in self.index.search(group[n].features, self.config.top_k)
+                for name in self.gallery.index.search(group[n].features, self.config.top_k)
             )
         )
-        exemplars, sightings = self._fetch(names)
+        exemplars, sightings = self.gallery.fetch(names)
         blocked = 1e6  # "not allowed" (linear_sum_assignment wants finite costs)
         cost = np.full((len(fresh), len(names) + len(fresh)), blocked)
         for row, n in enumerate(fresh):
@@ -212,7 +266,7 @@ class Matcher(Gallery):
                 cost[row, col] = d
             cost[row, len(names) + row] = self.config.link_threshold
         rows, cols = linear_sum_assignment(cost)
-        expected = self._version
+        expected = self.gallery.version
         for row, col in zip(rows, cols, strict=True):
             tracklet = group[fresh[row]]
             linked = col < len(names)
@@ -249,9 +303,7 @@ class Matcher(Gallery):
                     if all((m, k) in apart for m in together):
                         together.append(k)
                 if len(together) > 1:
-                    joint = self.call_with_retry(
-                        self._decide_jointly, [members[k] for k in together]
-                    )
+                    joint = self.store.call(self._decide_jointly, [members[k] for k in together])
                     decisions.update(
                         {group[k]: d for k, d in zip(together, joint, strict=True) if d}
                     )
@@ -270,7 +322,7 @@ class Matcher(Gallery):
     def decide(self, tracklet: Tracklet) -> Decision:
         """Link ``tracklet`` to an identity (or found one) and record it atomically."""
         for attempt in range(self.config.max_retries):
-            decision = self.call_with_retry(self._decide_once, tracklet)
+            decision = self.store.call(self._decide_once, tracklet)
             if decision is not None:
                 return decision
             time.sleep(random.uniform(0, 0.002 * min(attempt, 10)))  # de-synchronise rivals
@@ -283,21 +335,30 @@ class Matcher(Gallery):
         """The identity id ``tracklet`` now belongs to."""
         return self.decide(tracklet).identity
 
-    # -- queries -------------------------------------------------------------------------
     def similar(self, features: np.ndarray, k: int = 10) -> list[tuple[str, float]]:
-        """Identities most similar to ``features`` ``[K, D]`` (L2-normalised), with the best
-        exemplar cosine similarity, most similar first (for search by image)."""
-        self.call_with_retry(self._sync_index)
-        names = self.index.search(features, k)
-        exemplars, _ = self.call_with_retry(self._fetch, names)
-        scored = [
-            (name, float((features @ ex.features.T).max()))
-            for name, ex in zip(names, exemplars, strict=True)
-            if ex is not None
-        ]
-        return sorted(scored, key=lambda item: -item[1])
+        """Deprecated: ``matcher.gallery.similar`` (search by image is the gallery's)."""
+        warnings.warn(
+            "Matcher.similar is deprecated: use matcher.gallery.similar",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.gallery.similar(features, k)
 
-    def relink(self, since: float | None = None) -> RelinkReport:
+    def relink(self, since: float | None = None, epoch: str | None = None) -> RelinkReport:
         """Re-associate the tracklets that ended at or after ``since`` (footage time; all when
-        None) and apply merges and splits atomically (:mod:`pipeline.matcher.relink`)."""
-        return self.call_with_retry(Reassociator(self).run, since)
+        None) on the footage clock ``epoch`` (every clock when None) and apply merges and
+        splits atomically (:mod:`pipeline.matcher.relink`)."""
+        return self.store.call(self.reassociator.run, since, epoch)
+
+    def identity_of(self, camera_id: str, track_id: int) -> str | None:
+        """The identity of a recorded track (the read model's answer)."""
+        return self.reader.identity_of(camera_id, track_id)
+
+    def clear(self) -> int:
+        """Deprecated: clearing is an admin action, ``matcher.store.clear()``."""
+        warnings.warn(
+            "Matcher.clear is deprecated: use matcher.store.clear()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.store.clear()

@@ -17,17 +17,25 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import numpy as np
 
 from pipeline.matcher.association import AttentionInputs, Calibration, associate
-from pipeline.matcher.codec import decode_sighting, identity_id, unpack
+from pipeline.matcher.codec import (
+    RECORD_FIELDS,
+    Recorded,
+    decode_record,
+    decode_sighting,
+    identity_id,
+    parse_ref,
+    track_ref,
+)
+from pipeline.matcher.config import MatcherConfig
 from pipeline.matcher.evidence import TransitModel
-from pipeline.matcher.rewrite import Recorded, Rewrite, Rewriter, read_recorded
-
-if TYPE_CHECKING:
-    from pipeline.matcher.matcher import Matcher
+from pipeline.matcher.rewrite import Rewrite, Rewriter, read_recorded
+from pipeline.matcher.store import Store
+from reid.runtime.pair_scoring import AttentionScorer
 
 
 @dataclass
@@ -120,16 +128,25 @@ class RelinkReport:
 
 
 class Reassociator:
-    """Runs re-association for one :class:`Matcher` (its Redis, namespace and config)."""
+    """Re-association of one namespace.
 
-    def __init__(self, matcher: Matcher) -> None:
-        self.matcher = matcher
-        self.keys = matcher.keys
-        self.redis = matcher.redis
-        self._rewriter = Rewriter(self.redis, self.keys, matcher.config)
+    Args:
+        store: the namespace's Redis state.
+        config: the matcher settings (calibration, gates, transit model, retention).
+        scorer: attention-consistency scorer, when the model exports one.
+    """
+
+    def __init__(
+        self, store: Store, config: MatcherConfig, scorer: AttentionScorer | None = None
+    ) -> None:
+        self.store, self.config, self.scorer = store, config, scorer
+        self.keys, self.redis = store.keys, store.redis
+        self._rewriter = Rewriter(store, config)
         self.round_trips = 0
 
-    def _window(self, since: float | None) -> tuple[int, list[Recorded]]:
+    def _window(self, since: float | None, epoch: str | None) -> tuple[int, list[Recorded]]:
+        """The gallery version and the recorded tracklets that ended at or after ``since``
+        on the footage clock ``epoch`` (every clock when None)."""
         # RESP2 (the protocol connect speaks), no scores asked: the members
         refs = cast(
             "list[bytes]",
@@ -139,48 +156,22 @@ class Reassociator:
         )
         pipe = self.redis.pipeline(transaction=True)
         pipe.get(self.keys.version)
-        fields = (
-            "identity",
-            "start",
-            "end",
-            "vector",
-            "vector_meta",
-            "path",
-            "path_meta",
-            "rep_feature",
-            "rep_feature_meta",
-            "rep_attention",
-            "rep_attention_meta",
-        )
         for ref in refs:
-            camera, track = ref.decode().rsplit(":", 1)
-            pipe.hmget(self.keys.tracklet(camera, int(track)), *fields)
+            pipe.hmget(self.keys.tracklet(*parse_ref(ref)), *RECORD_FIELDS)
         version, *rows = pipe.execute()
         self.round_trips += 2
-        window = []
-        for ref, row in zip(refs, rows, strict=True):
-            identity, start, end, vector, meta, path, path_meta, rf, rf_meta, ra, ra_meta = row
-            if identity is None or vector is None:
-                continue  # expired, or recorded before re-association existed
-            camera, track = ref.decode().rsplit(":", 1)
-            window.append(
-                Recorded(
-                    camera,
-                    int(track),
-                    float(start),
-                    float(end),
-                    identity.decode(),
-                    unpack(vector, meta).astype(np.float32),
-                    unpack(path, path_meta).astype(np.float64) if path else None,
-                    unpack(rf, rf_meta).astype(np.float32) if rf else None,
-                    unpack(ra, ra_meta).astype(np.float32) if ra else None,
-                )
-            )
+        window = [
+            recorded
+            for ref, row in zip(refs, rows, strict=True)
+            if (recorded := decode_record(ref, row)) is not None
+            and recorded.vector.size  # recorded before re-association existed
+            and (epoch is None or recorded.epoch == epoch)
+        ]
         return int(version or 0), window
 
     def _attention(self, window: list[Recorded]) -> AttentionInputs | None:
         """Attention inputs when the matcher has a scorer and every tracklet its map."""
-        scorer = getattr(self.matcher, "scorer", None)
+        scorer = self.scorer
         maps = [r.rep_attention for r in window if r.rep_attention is not None]
         if scorer is None or not window or len(maps) < len(window):
             return None
@@ -203,21 +194,23 @@ class Reassociator:
             s
             for name in names
             for s in sightings[name]
-            if f"{s.camera_id}:{s.track_id}" not in window_refs
+            if track_ref(s.camera_id, s.track_id) not in window_refs
         ]
         found: dict[str, list[Recorded]] = {name: [] for name in names}
-        for row in read_recorded(self.redis, self.keys, wanted):
+        for row in read_recorded(self.store, wanted):
             found[row.identity].append(row)
         self.round_trips += 1 if wanted else 0
         return found
 
-    def run(self, since: float | None = None) -> RelinkReport:
-        """Re-cluster the tracklets that ended at or after ``since`` (all when None)."""
+    def run(self, since: float | None = None, epoch: str | None = None) -> RelinkReport:
+        """Re-cluster the tracklets that ended at or after ``since`` (all when None) on the
+        footage clock ``epoch`` (None: every clock, e.g. ``reid-pipeline relink`` of a
+        namespace that holds one run)."""
         started = time.perf_counter()
         self.round_trips = 0
-        config = self.matcher.config
+        config = self.config
         for _ in range(config.max_retries):
-            version, window = self._window(since)
+            version, window = self._window(since, epoch)
             result = associate(
                 [r.as_tracklet() for r in window], config, attention=self._attention(window)
             )
@@ -257,7 +250,7 @@ class Reassociator:
     def _store(self, calibration: Calibration, transit: TransitModel | None) -> None:
         """Keep what the site taught (threshold, transit times of confident links) in Redis,
         for ``reid-query topology`` and the page."""
-        ttl = int(self.matcher.config.retention_s)
+        ttl = int(self.config.retention_s)
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(
             self.keys.calibration,

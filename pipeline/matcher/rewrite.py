@@ -12,69 +12,63 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 
 import numpy as np
-import redis
 
-from pipeline.matcher.codec import pack, unpack
+from pipeline.matcher.codec import (
+    RECORD_FIELDS,
+    Exemplars,
+    Recorded,
+    centroid,
+    decode_record,
+    encode_exemplars,
+    track_ref,
+)
 from pipeline.matcher.config import MatcherConfig
-from pipeline.matcher.keys import Keys
-from pipeline.matcher.types import Sighting, Tracklet
-
-REASSIGN_SCRIPT = resources.files("pipeline.matcher").joinpath("lua/reassign.lua").read_text()
+from pipeline.matcher.store import Store
+from pipeline.matcher.types import Sighting
 
 
-@dataclass(frozen=True)
-class Recorded:
-    """A tracklet as the matcher recorded it: its identity and mean exemplar vector
-    (empty when it was recorded without one)."""
-
-    camera_id: str
-    track_id: int
-    start: float
-    end: float
-    identity: str
-    vector: np.ndarray
-    path: np.ndarray | None = None
-    rep_feature: np.ndarray | None = None  # representative crop, for attention consistency
-    rep_attention: np.ndarray | None = None
-
-    @property
-    def ref(self) -> str:
-        return f"{self.camera_id}:{self.track_id}"
-
-    def as_tracklet(self) -> Tracklet:
-        return Tracklet(
-            self.camera_id, self.track_id, self.start, self.end, self.vector[None], path=self.path
-        )
-
-
-def read_recorded(client: redis.Redis, keys: Keys, sightings: Sequence[Sighting]) -> list[Recorded]:
-    """The tracklets of ``sightings`` as recorded, with their vectors (empty when recorded
-    without one): one pipelined round trip, none for no sightings."""
-    pipe = client.pipeline(transaction=False)
+def read_recorded(store: Store, sightings: Sequence[Sighting]) -> list[Recorded]:
+    """The tracklets of ``sightings`` as recorded (vectors, paths, representative crops):
+    one pipelined round trip, none for no sightings. An expired record reads as the
+    sighting with an empty vector."""
+    pipe = store.redis.pipeline(transaction=False)
     for s in sightings:
-        pipe.hmget(keys.tracklet(s.camera_id, s.track_id), "vector", "vector_meta")
+        pipe.hmget(store.keys.tracklet(s.camera_id, s.track_id), *RECORD_FIELDS)
     rows = pipe.execute() if sightings else []
-    return [
-        Recorded(
-            s.camera_id,
-            s.track_id,
-            s.start,
-            s.end,
-            s.identity,
-            np.empty(0) if vector is None else unpack(vector, meta).astype(np.float32),
+    found = []
+    for s, row in zip(sightings, rows, strict=True):
+        recorded = decode_record(track_ref(s.camera_id, s.track_id), row)
+        found.append(
+            recorded or Recorded(s.camera_id, s.track_id, s.start, s.end, s.identity, np.empty(0))
         )
-        for s, (vector, meta) in zip(sightings, rows, strict=True)
-    ]
+    return found
+
+
+def member_exemplars(members: Sequence[Recorded], m: int) -> Exemplars | None:
+    """An identity's exemplars rebuilt from its tracklets (the latest ``m``): each one's
+    representative crop, feature *and* projections, when every one of them has one of one
+    shape (so attention consistency keeps scoring the identity); else their mean vectors,
+    feature only. None when no member has a vector."""
+    rows = sorted((r for r in members if r.vector.size), key=lambda r: r.end)[-m:]
+    if not rows:
+        return None
+    reps = [r for r in rows if r.rep_feature is not None and r.rep_attention is not None]
+    shapes = {r.rep_attention.shape for r in reps if r.rep_attention is not None}
+    if len(reps) == len(rows) and len(shapes) == 1:
+        return Exemplars(
+            np.stack([r.rep_feature for r in reps if r.rep_feature is not None]),
+            np.stack([r.rep_attention for r in reps if r.rep_attention is not None]),
+        )
+    return Exemplars(np.stack([r.vector for r in rows]), None)
 
 
 @dataclass
 class Rewrite:
     """What changes: ``moves`` (tracklet ref, from, to); ``splits`` new identity -> the one
     it split from; ``merges`` retired identity -> survivor; ``members`` every rewritten
-    identity's tracklets afterwards (its exemplars are their vectors)."""
+    identity's tracklets afterwards (its exemplars come from them, :func:`member_exemplars`)."""
 
     moves: list[tuple[str, str, str]] = field(default_factory=list)
     splits: dict[str, str] = field(default_factory=dict)
@@ -94,9 +88,8 @@ class Snapshot:
 class Rewriter:
     """Applies :class:`Rewrite` s to one namespace under optimistic concurrency."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, config: MatcherConfig) -> None:
-        self.keys, self.config = keys, config
-        self._script = client.register_script(REASSIGN_SCRIPT)
+    def __init__(self, store: Store, config: MatcherConfig) -> None:
+        self.store, self.keys, self.config = store, store.keys, config
 
     def touched_keys(self, rewrite: Rewrite) -> list[str]:
         """Every key the rewrite changes except the shared ones (version, identities, events):
@@ -136,17 +129,15 @@ class Rewriter:
                     target,
                 ]
             )
-        m = self.config.exemplars_per_identity
         identities = []
         for name, members in rewrite.members.items():
-            rows = sorted((r for r in members if r.vector.size), key=lambda r: r.end)
-            if not rows:
+            exemplars = member_exemplars(members, self.config.exemplars_per_identity)
+            if exemplars is None:
                 continue
-            features = np.stack([r.vector for r in rows[-m:]])
-            centroid = features.mean(axis=0)
-            centroid /= max(float(np.linalg.norm(centroid)), 1e-12)
-            features_blob, features_meta = pack(features, "float32")
-            centroid_blob, centroid_meta = pack(centroid, "float32")
+            features_blob, features_meta, attention_blob, attention_meta = encode_exemplars(
+                exemplars
+            )
+            centroid_blob, centroid_meta = centroid(exemplars.features)
             latest = max(members, key=lambda r: r.end)
             identities.append(
                 {
@@ -158,6 +149,8 @@ class Rewriter:
                     "sightings": key(self.keys.sightings(name)),
                     "features": blob(features_blob),
                     "features_meta": features_meta,
+                    "attention": blob(attention_blob) if attention_meta else 0,
+                    "attention_meta": attention_meta,
                     "centroid": blob(centroid_blob),
                     "centroid_meta": centroid_meta,
                     "tracklets": len(members),
@@ -185,7 +178,7 @@ class Rewriter:
                 "ids": sorted(set(rewrite.members) | set(rewrite.merges)),
                 "fields": [item for pair in snapshot.fields.items() for item in pair],
             }
-        status, _ = self._script(
+        status, _ = self.store.reassign(
             keys=keys,
             args=[
                 version,

@@ -5,7 +5,6 @@ consumer group. A crashed consumer's pending entries are claimed by the others a
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -13,60 +12,17 @@ from collections import deque
 from typing import cast
 
 import redis
-from redis.typing import EncodableT, FieldT
 
-from pipeline.matcher.codec import pack, unpack
+from pipeline.matcher.codec import decode_tracklet, encode_tracklet
 from pipeline.matcher.connection import RETRY_ERRORS
 from pipeline.matcher.keys import Keys
 from pipeline.matcher.matcher import Matcher
+from pipeline.matcher.relink import RelinkReport
+from pipeline.matcher.session import MatchingSession, RelinkLease
 from pipeline.matcher.types import Decision, Tracklet, TrackletError
 
 log = logging.getLogger(__name__)
 GROUP = "matchers"
-
-
-def encode_tracklet(t: Tracklet) -> dict[FieldT, EncodableT]:
-    """The fields of the tracklet's inbox entry (an ``XADD``)."""
-    features, features_meta = pack(t.features, "float32")
-    fields: dict[FieldT, EncodableT] = {
-        "camera": t.camera_id,
-        "track": str(t.track_id),
-        "start": repr(t.start),
-        "end": repr(t.end),
-        "features": features,
-        "features_meta": features_meta,
-        "crops": json.dumps(list(t.crops)),
-    }
-    if t.projections is not None:
-        fields["attention"], fields["attention_meta"] = pack(t.projections, "float16")
-    if t.path is not None:
-        fields["path"], fields["path_meta"] = pack(t.path, "float64")
-    return fields
-
-
-def decode_tracklet(fields: dict[bytes, bytes]) -> Tracklet:
-    """The tracklet of an inbox entry; a malformed entry is a :class:`TrackletError`."""
-    try:
-        attention = (
-            unpack(fields[b"attention"], fields[b"attention_meta"])
-            if b"attention" in fields
-            else None
-        )
-        path = unpack(fields[b"path"], fields[b"path_meta"]) if b"path" in fields else None
-        return Tracklet(
-            fields[b"camera"].decode(),
-            int(fields[b"track"]),
-            float(fields[b"start"]),
-            float(fields[b"end"]),
-            unpack(fields[b"features"], fields[b"features_meta"]),
-            attention,
-            tuple(json.loads(fields[b"crops"])),
-            path,
-        )
-    except TrackletError:
-        raise
-    except (KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise TrackletError(f"malformed inbox entry ({type(exc).__name__}: {exc})") from exc
 
 
 def _stream_id(value: bytes | str) -> tuple[int, int]:
@@ -129,7 +85,12 @@ class TrackletPublisher:
 
 
 class MatcherWorker:
-    """One consumer of the inbox group: claim stale entries, read new ones, decide, ack."""
+    """One consumer of the inbox group: claim stale entries, read new ones, decide them on
+    the one matching policy (:class:`~pipeline.matcher.session.MatchingSession`), ack.
+
+    Of all the matchers of a namespace, the holder of the re-association lease runs the
+    periodic re-association; the lease passes on ``claim_idle_ms`` after its holder dies.
+    """
 
     def __init__(
         self, matcher: Matcher, consumer: str, claim_idle_ms: int = 30_000, batch: int = 32
@@ -137,6 +98,10 @@ class MatcherWorker:
         self.matcher, self.consumer = matcher, consumer
         self.keys, self.redis = matcher.keys, matcher.redis
         self.claim_idle_ms, self.batch = claim_idle_ms, batch
+        self.session = MatchingSession(
+            matcher, RelinkLease(matcher.store, consumer, ttl_ms=claim_idle_ms)
+        )
+        self.relinks: list[RelinkReport] = []
         self.processed = 0
         self.dead = 0
         try:
@@ -160,13 +125,24 @@ class MatcherWorker:
         return False
 
     def _handle(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[Decision]:
-        decisions = []
+        """Decide the entries' tracklets together; poison entries (malformed, or another
+        model's feature size) go to the dead letters; all are acknowledged."""
+        good: list[Tracklet] = []
+        if entries:
+            self.matcher.store.call(self.matcher.gallery.sync, ())  # the namespace's size
         for entry_id, fields in entries:
-            if fields:  # entries trimmed from the stream come back empty: nothing to do
-                try:
-                    decisions.append(self.matcher.decide(decode_tracklet(fields)))
-                except TrackletError as exc:
-                    self._dead_letter(entry_id, fields, exc)
+            if not fields:  # entries trimmed from the stream come back empty: nothing to do
+                continue
+            try:
+                tracklet = decode_tracklet(fields)
+                # in a namespace no run has fixed yet, the batch's first tracklet's size
+                self.matcher.check(tracklet, good[0].features.shape[1] if good else None)
+                good.append(tracklet)
+            except TrackletError as exc:
+                self._dead_letter(entry_id, fields, exc)
+        decisions, reports = self.session.submit(good) if good else ([], [])
+        self.relinks += reports
+        for entry_id, _ in entries:
             self.redis.xack(self.keys.inbox, GROUP, entry_id)
             self.processed += 1
         return decisions
@@ -234,4 +210,11 @@ class MatcherWorker:
     def run(self, stop: threading.Event, block_ms: int = 1000) -> None:
         """Consume until ``stop`` is set; Redis outages are retried with backoff."""
         while not stop.is_set():
-            self.matcher.call_with_retry(self.step, block_ms)
+            self.matcher.store.call(self.step, block_ms)
+
+    def finish(self) -> list[RelinkReport]:
+        """This matcher leaves: a last re-association over the footage it saw (when it holds
+        the lease), and the lease given up for the others."""
+        reports = self.session.finish()
+        self.relinks += reports
+        return reports

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 NORM_TOLERANCE = 1e-3
+MAX_EPOCH_CHARS = 128
 
 
 class TrackletError(ValueError):
@@ -30,6 +31,11 @@ class Tracklet:
         path: ``[P, 5]`` boxes along the track, ``(time, x1, y1, x2, y2)`` in the camera's
             pixels, time-ordered within ``start..end``; or None. Re-association uses it for
             spatial evidence (where overlapping cameras see the same spot).
+        epoch: which footage clock ``start``/``end`` are on. Live cameras share the wall
+            clock (``"wall"``); a run over files has its own (its session), unless its
+            camera workers are told to share one (``matcher.footage_epoch``).
+            Re-association only compares tracklets of one epoch: the times of two runs
+            over the same file say nothing about each other.
     """
 
     camera_id: str
@@ -40,9 +46,12 @@ class Tracklet:
     projections: np.ndarray | None = None
     crops: tuple[str, ...] = field(default=())
     path: np.ndarray | None = None
+    epoch: str = ""
 
     def __post_init__(self) -> None:
         where = f"tracklet {self.camera_id}:{self.track_id}"
+        if len(self.epoch) > MAX_EPOCH_CHARS or any(c in self.epoch for c in "\t\n"):
+            raise TrackletError(f"{where}: epoch must be at most {MAX_EPOCH_CHARS} characters")
         if not self.camera_id or any(c in self.camera_id for c in ":\t\n"):
             raise TrackletError(f"{where}: camera_id must be non-empty without ':' or tabs")
         if not np.isfinite([self.start, self.end]).all() or self.end < self.start:

@@ -80,7 +80,7 @@ def trajectories(reader: IdentityReader, names: Iterable[str]) -> dict[str, list
     pipe = reader.redis.pipeline(transaction=False)
     for name in names:
         pipe.zrange(reader.keys.sightings(name), 0, -1)
-    replies = reader.call_with_retry(pipe.execute) if names else []
+    replies = reader.store.call(pipe.execute) if names else []
     return {
         name: [decode_sighting(name, m) for m in members]
         for name, members in zip(names, replies, strict=True)
@@ -101,7 +101,7 @@ def _start(reader: IdentityReader, cursor: str | None) -> int:
     pipe.zrevrank(key, identity)
     pipe.zscore(key, identity)
     pipe.zcount(key, f"({value!r}", "+inf")
-    rank, current, higher = reader.call_with_retry(pipe.execute)
+    rank, current, higher = reader.store.call(pipe.execute)
     if rank is not None and current == value:
         return rank + 1
     return higher  # the cursor's identity moved on since: go on from its old score
@@ -123,7 +123,7 @@ def gallery_page(
     while len(rows) < limit and scanned < budget:
         # unfiltered, nearly every identity makes a row: read no more than the page needs
         size = min(CHUNK, budget - scanned, limit - len(rows) if filters.is_open else CHUNK)
-        chunk = reader.call_with_retry(
+        chunk = reader.store.call(
             reader.redis.zrevrange, reader.keys.identities, rank, rank + size - 1, True
         )
         if not chunk:
@@ -137,6 +137,6 @@ def gallery_page(
                 rows.append(summary(identity, found[identity], float(score)))
                 if len(rows) == limit:
                     break
-    total = reader.call_with_retry(reader.redis.zcard, reader.keys.identities)
+    total = reader.store.call(reader.redis.zcard, reader.keys.identities)
     more = last is not None and rank < total
     return {"rows": rows, "next": last if more else None, "scanned": scanned, "total": total}

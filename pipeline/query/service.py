@@ -11,8 +11,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from pipeline.matcher import IdentityReader, Matcher, Sighting
+from pipeline.matcher import IdentityReader, Sighting
 from pipeline.matcher.codec import unpack
+from pipeline.matcher.gallery import Gallery
 from pipeline.query.gallery import gallery_page, summary, trajectories
 from reid.runtime import Embedder
 
@@ -75,25 +76,25 @@ class QueryService:
     """Read-only queries over the matcher's Redis state.
 
     Args:
-        reader: connected to the pipeline's Redis and namespace (a :class:`Matcher` is one
-            too). Only search by image needs the candidate index; it is built then.
+        reader: connected to the pipeline's Redis and namespace. Only search by image needs
+            the candidate index; it is built then.
         embedder: the pipeline's model, for search by image (None disables it).
     """
 
     def __init__(self, reader: IdentityReader, embedder: Embedder | None = None) -> None:
         self.reader, self.embedder = reader, embedder
-        self._matcher = reader if isinstance(reader, Matcher) else None
+        self._gallery: Gallery | None = None
         self._building = threading.Lock()  # API searches run in worker threads
 
     @property
-    def matcher(self) -> Matcher:
-        """The candidate index over the same state (built on first use: search by image)."""
+    def gallery(self) -> Gallery:
+        """The candidate index over the same state, with the namespace's stored settings
+        (built on first use: search by image)."""
         with self._building:
-            if self._matcher is None:
-                self._matcher = Matcher(
-                    client=self.reader.redis, namespace=self.reader.keys.namespace
-                )
-        return self._matcher
+            if self._gallery is None:
+                store = self.reader.store
+                self._gallery = Gallery(store, store.configured())
+        return self._gallery
 
     def identity(self, identity: str) -> IdentityView:
         """The identity's record; an id merged away by re-association answers with the
@@ -137,13 +138,13 @@ class QueryService:
         if image.size == 0:
             raise QueryError("the image is empty")
         features = self.embedder.embed([image]).features
-        return self._ranked(self.matcher.similar(features, k))
+        return self._ranked(self.gallery.similar(features, k))
 
     def similar(self, identity: str, k: int = 5) -> Rows:
         """The ``k`` identities nearest to ``identity`` (its exemplars against theirs), as
         gallery rows with ``similarity``: candidates for "same person"."""
         survivor = self.reader.resolve(identity)
-        raw = self.reader.call_with_retry(
+        raw = self.reader.store.call(
             self.reader.redis.hmget,
             self.reader.keys.exemplars(survivor),
             "features",
@@ -151,5 +152,5 @@ class QueryService:
         )
         if raw[0] is None:
             raise QueryError(f"unknown identity {identity!r} (never seen, or expired)")
-        hits = self.matcher.similar(unpack(raw[0], raw[1]), k + 1)
+        hits = self.gallery.similar(unpack(raw[0], raw[1]), k + 1)
         return self._ranked([(name, sim) for name, sim in hits if name != survivor][:k])

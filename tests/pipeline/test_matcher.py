@@ -51,7 +51,7 @@ def test_links_the_same_person_and_founds_new_ones(redis_url: str, namespace: st
     assert 0.0 < a2.distance < MatcherConfig().link_threshold
     assert matcher.identity_of("cam2", 1) == a1
     assert matcher.identity_of("cam9", 1) is None
-    trajectory = matcher.trajectory(a1)
+    trajectory = matcher.reader.trajectory(a1)
     assert [(s.camera_id, s.track_id, s.start) for s in trajectory] == [
         ("cam1", 1, 0.0),
         ("cam2", 1, 20.0),
@@ -59,7 +59,7 @@ def test_links_the_same_person_and_founds_new_ones(redis_url: str, namespace: st
     # a second matcher on the same Redis sees the same gallery
     other = Matcher(redis_url, namespace)
     assert other.submit(Tracklet("cam3", 4, 40.0, 41.0, views(bob, 13))) == b1
-    assert {name for name, _ in matcher.identities()} == {a1, b1}
+    assert {name for name, _ in matcher.reader.identities()} == {a1, b1}
 
 
 def test_resubmission_is_idempotent_and_updates_refine(redis_url: str, namespace: str) -> None:
@@ -71,7 +71,7 @@ def test_resubmission_is_idempotent_and_updates_refine(redis_url: str, namespace
     longer = Tracklet("cam1", 1, 0.0, 9.0, views(person(1), 2), crops=("b.jpg",))
     update = matcher.decide(longer)
     assert (update.identity, update.action) == (first.identity, "update")
-    (sighting,) = matcher.trajectory(first.identity)
+    (sighting,) = matcher.reader.trajectory(first.identity)
     assert sighting.end == 9.0 and sighting.crops == ("b.jpg",)
     events = matcher.redis.xrange(Keys(namespace).events)
     assert [e[1][b"type"] for e in events] == [b"new_identity", b"update"]
@@ -109,7 +109,7 @@ def test_all_state_has_a_ttl_and_expires(redis_url: str, namespace: str) -> None
     # tracklets (time index) and when each was recorded, events
     assert all(0 < matcher.redis.pttl(k) <= 4000 for k in keys)
     time.sleep(4.2)
-    assert matcher.identity_of("cam1", 1) is None and matcher.trajectory(identity) == []
+    assert matcher.identity_of("cam1", 1) is None and matcher.reader.trajectory(identity) == []
     # an expired gallery is forgotten: the same person founds a new identity
     assert matcher.submit(Tracklet("cam2", 1, 10.0, 11.0, views(person(1), 2))) != identity
 
@@ -218,7 +218,7 @@ def test_joint_assignment_fixes_what_greedy_order_gets_wrong(
     one_by_one, a, b = known(namespace)
     greedy = [one_by_one.decide(t1), one_by_one.decide(t2)]
     assert greedy[0].identity == a and greedy[1].action == "new_identity"
-    one_by_one.clear()
+    one_by_one.store.clear()
     joint_matcher, a, b = known(namespace)
     joint = joint_matcher.decide_many([t1, t2])
     assert [d.identity for d in joint] == [b, a]

@@ -26,6 +26,7 @@ from reid.config import ConfigError
 from reid.data.datasets import site
 from reid_demo.scene import generate_scene
 from tests.pipeline.runs import run_pipeline
+from tests.pipeline.scenes import same_partition
 from tests.pipeline.servers import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -177,7 +178,7 @@ def test_outputs_survive_redis_gone_at_the_end(
     )
     pipeline = Pipeline(config)
 
-    def unreachable(since: float | None = None) -> None:
+    def unreachable(since: float | None = None, epoch: str | None = None) -> None:
         raise RedisUnavailable("Redis unavailable after retries: connection refused")
 
     pipeline.sink.matcher.relink = unreachable
@@ -223,8 +224,12 @@ def test_a_second_run_never_takes_over_the_first_runs_tracks(
     scene: Path, redis_url: str, namespace: str, tmp_path: Path
 ) -> None:
     """Track ids restart at 1 in every run; a second run (or a restarted worker) in the same
-    namespace still gets records of its own instead of updating the first run's."""
+    namespace still gets records of its own instead of updating the first run's, ends with
+    the identities the first run ended with (its re-association never mistakes the first
+    run's tracklets of the same footage for other people seen at the same moments), and
+    leaves the first run's identities as they were."""
     runs = []
+    first_final: dict[tuple[str, int], str | None] = {}
     for n in (1, 2):
         config = load_pipeline_config(
             scene,
@@ -237,8 +242,21 @@ def test_a_second_run_never_takes_over_the_first_runs_tracks(
         )
         pipeline = Pipeline(config)
         runs.append((pipeline.run(), pipeline))
+        if n == 1:
+            first_final = {
+                k: pipeline.sink.matcher.identity_of(*k) for k in pipeline.outputs.recorded()
+            }
     (_, one), (_, two) = runs
-    assert (one.session, two.session) == (1, 2)
+    assert two.session > one.session and one.epoch != two.epoch
+    shift = (two.session - one.session) * SESSION_SPAN
+    matcher = two.sink.matcher
+    assert {k: matcher.identity_of(*k) for k in first_final} == first_final  # untouched
+    second = {(c, t - shift): matcher.identity_of(c, t) for c, t in two.outputs.recorded()}
+    assert set(second) == set(first_final)
+    keys_in_order = sorted(first_final)
+    assert same_partition(
+        [second[k] for k in keys_in_order], [first_final[k] for k in keys_in_order]
+    )
     ours = set(two.outputs.recorded())
     assert ours and ours.isdisjoint(one.outputs.recorded())
     assert all(track >= SESSION_SPAN for _, track in ours)
@@ -293,7 +311,7 @@ def test_stopping_while_redis_is_down_ends_fast_and_keeps_the_outputs(
         pipeline.run(stop)
     finally:
         server.stop()
-    assert pipeline.sink.matcher.stopping is stop
+    assert pipeline.stop.is_set() and pipeline.sink.matcher.store.retry.stopping is pipeline.stop
     for name in ("summary.json", "mtmc.txt", "ids.json", "tracklets.jsonl", "identities.json"):
         assert (out / name).is_file(), name
     recorded = {

@@ -41,7 +41,7 @@ def populated(redis_url: str, namespace: str, tmp_path: Path) -> tuple[Matcher, 
 
 def test_http_api_answers_and_guards(populated) -> None:
     matcher, ids, root = populated
-    service = QueryService(matcher, ColourEmbedder())
+    service = QueryService(matcher.reader, ColourEmbedder())
     client = TestClient(
         create_app(service, token="s3cret", max_upload_bytes=50_000, crops_root=root)
     )
@@ -131,7 +131,9 @@ def test_api_refuses_before_reading_uploads(populated) -> None:
     """No token: 401 from the headers, before a byte of a 200 MB body. A declared size over
     the limit: 413 at once. A chunked body with no declared size: cut off at the limit."""
     matcher, _, root = populated
-    app = create_app(QueryService(matcher, ColourEmbedder()), token="s3cret", crops_root=root)
+    app = create_app(
+        QueryService(matcher.reader, ColourEmbedder()), token="s3cret", crops_root=root
+    )
     head = "POST /api/search HTTP/1.1\r\nHost: x\r\n{}\r\n"
     part = b'--b\r\nContent-Disposition: form-data; name="image"; filename="x.jpg"\r\n\r\n'
     megabytes = itertools.chain([part], (b"\0" * 250_000 for _ in range(800)))
@@ -159,7 +161,7 @@ def test_api_answers_hostile_input_with_clear_errors(populated) -> None:
             assert gate.wait(30)
             return super().embed(crops)
 
-    service = QueryService(matcher, GatedEmbedder())
+    service = QueryService(matcher.reader, GatedEmbedder())
     app = create_app(service, token="s3cret", crops_root=root)
     client = TestClient(app)
     auth = {"Authorization": "Bearer s3cret"}
@@ -249,7 +251,7 @@ def png_claiming(width: int, height: int) -> bytes:
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
 def test_web_page_renders_identities_in_chromium(populated) -> None:
     matcher, ids, root = populated
-    with serving(create_app(QueryService(matcher), token="t0k", crops_root=root)) as port:
+    with serving(create_app(QueryService(matcher.reader), token="t0k", crops_root=root)) as port:
         dom = subprocess.run(
             [
                 "chromium",
@@ -277,6 +279,6 @@ def test_queries_read_without_the_candidate_index(populated, redis_url: str) -> 
     service = QueryService(IdentityReader(redis_url, matcher.keys.namespace), ColourEmbedder())
     assert service.identity(ids["red"]).as_dict()["cameras"] == ["cam1", "cam2"]
     assert {r["identity"] for r in service.list()} == set(ids.values())
-    assert service._matcher is None  # nothing built so far
+    assert service._gallery is None  # nothing built so far
     hits = service.search_image(cv2.imread(write_crop(root, "query", (20, 20, 230))), k=1)
-    assert hits[0]["identity"] == ids["red"] and service._matcher is not None
+    assert hits[0]["identity"] == ids["red"] and service._gallery is not None

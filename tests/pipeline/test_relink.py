@@ -25,7 +25,7 @@ def assert_consistent(matcher: Matcher, tracklets: list) -> None:
     """Every tracklet has an identity whose trajectory holds it exactly once."""
     for t, identity in zip(tracklets, recorded(matcher, tracklets), strict=True):
         assert identity is not None
-        refs = [(s.camera_id, s.track_id) for s in matcher.trajectory(identity)]
+        refs = [(s.camera_id, s.track_id) for s in matcher.reader.trajectory(identity)]
         assert refs.count((t.camera_id, t.track_id)) == 1
 
 
@@ -52,18 +52,18 @@ def test_missed_links_are_merged_and_old_ids_resolve(redis_url: str, namespace: 
     assert same_partition(recorded(matcher, tracklets), truth)
     assert_consistent(matcher, tracklets)
     old, survivor = next(iter(report.merges.items()))
-    assert matcher.resolve(old) == survivor
-    api = TestClient(create_app(QueryService(matcher)))
+    assert matcher.reader.resolve(old) == survivor
+    api = TestClient(create_app(QueryService(matcher.reader)))
     body = api.get(f"/api/identities/{old}").json()
     assert body["identity"] == survivor and body["info"]["merged_from"] == old
-    assert {name for name, _ in matcher.identities(100)} == set(recorded(matcher, tracklets))
+    assert {name for name, _ in matcher.reader.identities(100)} == set(recorded(matcher, tracklets))
     # the online index follows: the next sighting of a merged person links to the survivor
     person = truth[founded.index(old)]
     again = tracklets[truth.index(person)]
     later = type(again)("cam9", 999, 5000.0, 5005.0, again.features)
     fresh = Matcher(redis_url, namespace, MatcherConfig(link_threshold=0.2))
-    assert fresh.submit(later) == matcher.resolve(old)
-    assert matcher.decide(later).identity == matcher.resolve(old)
+    assert fresh.submit(later) == matcher.reader.resolve(old)
+    assert matcher.decide(later).identity == matcher.reader.resolve(old)
 
 
 def test_transit_times_are_stored_for_the_topology_view(redis_url: str, namespace: str) -> None:
@@ -72,9 +72,9 @@ def test_transit_times_are_stored_for_the_topology_view(redis_url: str, namespac
     for t in tracklets:
         matcher.submit(t)
     matcher.relink()
-    learned = matcher.topology()
+    learned = matcher.reader.topology()
     assert 15.0 <= np.median(learned[("cam0", "cam1")]) <= 25.0
-    api = TestClient(create_app(QueryService(matcher)))
+    api = TestClient(create_app(QueryService(matcher.reader)))
     rows = {(r["source"], r["target"]): r for r in api.get("/api/topology").json()}
     assert rows[("cam1", "cam2")]["links"] >= 20
     plot = api.get("/api/topology.png")
@@ -138,3 +138,87 @@ def test_relink_weighs_attention_when_the_model_exports_it(redis_url: str, names
     report = matcher.relink()
     assert report.attention_auc and report.attention_weight == 0.0
     assert same_partition(recorded(matcher, tracklets), truth)
+
+
+def _representative(t) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """The tracklet's crop closest to its mean, as the test reads the definition."""
+    k = int(np.argmax(t.features @ t.features.mean(axis=0)))
+    return t.features[k], t.projections[k]
+
+
+def test_rewritten_identities_keep_their_attention_evidence(redis_url: str, namespace: str) -> None:
+    """Re-association and a correction rebuild identities from their tracklets: each
+    rebuilt identity's exemplars are its tracklets' representative crops, feature *and*
+    projections, and the next decision still scores attention on them (it used to fall back
+    to features alone for the rest of the identity's life)."""
+    from pipeline.matcher.codec import decode_exemplars
+    from pipeline.matcher.corrections import Actor, Corrector
+    from reid.models import CASN
+    from reid.runtime.consistency import attention_scorer
+    from reid.runtime.pair_scoring import combine
+
+    scorer = attention_scorer(CASN(5, backbone="resnet18").eval())
+    rng = np.random.default_rng(16)
+    plain, truth = walkers(8, 3, noise=0.1, dim=512, seed=16)
+    tracklets = [
+        type(t)(
+            t.camera_id,
+            t.track_id,
+            t.start,
+            t.end,
+            t.features,
+            rng.random((len(t.features), 512, 4, 2)).astype(np.float32),
+        )
+        for t in plain
+    ]
+    config = MatcherConfig(link_threshold=1.0, attention_weight=0.4)
+    matcher = Matcher(redis_url, namespace, config, scorer=scorer)
+    for t in tracklets:  # strangers glued together online
+        matcher.submit(t)
+    report = matcher.relink()
+    assert report.splits and same_partition(recorded(matcher, tracklets), truth)
+    by_ref = {(t.camera_id, t.track_id): t for t in tracklets}
+
+    def exemplars_of(identity: str):  # noqa: ANN202
+        raw = matcher.redis.hgetall(matcher.keys.exemplars(identity))
+        sightings = matcher.reader.trajectory(identity)
+        members = [by_ref[(s.camera_id, s.track_id)] for s in sightings if s.camera_id != "cam9"]
+        return decode_exemplars(raw), sorted(members, key=lambda t: t.end)
+
+    rebuilt = set(report.splits) | {i for i in set(recorded(matcher, tracklets))}
+    for identity in rebuilt:
+        found, members = exemplars_of(identity)
+        assert found is not None and found.projections is not None, identity
+        if identity in report.splits:  # rebuilt: the members' representative crops
+            reps = [_representative(t) for t in members]
+            assert np.allclose(found.features, np.stack([f for f, _ in reps]), atol=1e-6)
+            expected = np.stack([p for _, p in reps]).astype(np.float16).astype(np.float32)
+            assert np.array_equal(found.projections, expected)
+
+    # an operator merge rebuilds the survivor the same way
+    a, b = sorted(report.splits)[:2]
+    Corrector(matcher.reader, config).merge(a, b, Actor("alice", "operator"))
+    merged, members = exemplars_of(b)
+    assert merged is not None and merged.projections is not None
+    assert len(merged.features) == min(len(members), config.exemplars_per_identity)
+
+    # and the next decision against it weighs attention, as for a fresh identity
+    query = members[-1]
+    new = type(query)(
+        "cam9", 1, query.end + 500.0, query.end + 501.0, query.features[:1], query.projections[:1]
+    )
+    decision = matcher.decide(new)
+    assert decision.identity == b and decision.action == "link"
+    survivor = merged  # the exemplars it was scored against
+    sims = new.features @ survivor.features.T
+    j = int(np.argmax(sims[0]))
+    d_feat = float(np.clip((1 - sims[0, j]) / 2, 0, 1))
+    d_att = scorer.distance(
+        new.features[:1],
+        new.projections[:1],
+        survivor.features[j : j + 1],
+        survivor.projections[j : j + 1],
+    )
+    expected = float(combine(np.array([d_feat]), d_att, config.attention_weight)[0])
+    assert decision.distance == pytest.approx(expected, abs=1e-5)
+    assert abs(decision.distance - d_feat) > 1e-4  # attention moved it

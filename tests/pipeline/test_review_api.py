@@ -33,7 +33,7 @@ def people(redis_url: str, namespace: str, tmp_path: Path) -> tuple[Matcher, dic
 
 
 def client_for(matcher: Matcher, root: Path, **tokens: str) -> TestClient:
-    app = create_app(QueryService(matcher, ColourEmbedder()), crops_root=root, **tokens)
+    app = create_app(QueryService(matcher.reader, ColourEmbedder()), crops_root=root, **tokens)
     return TestClient(app)
 
 
@@ -69,7 +69,7 @@ def test_corrections_need_an_operator_token_in_the_header(people, client) -> Non
     # viewing is what a read-only token is for
     for path in ("/api/gallery", "/api/corrections", f"/api/identities/{red}/similar"):
         assert client.get(path, headers=VIEWER).status_code == 200
-    assert matcher.resolve(red) == red  # nothing was corrected
+    assert matcher.reader.resolve(red) == red  # nothing was corrected
     # a server started without an operator token lets nobody correct
     open_app = client_for(matcher, root)
     refused = open_app.post(merge, json={"into": blue})
@@ -172,7 +172,7 @@ def test_errors_name_the_identity_or_the_field(people, client) -> None:
 def test_concurrent_merges_over_http_one_wins(people) -> None:
     matcher, ids, root = people
     red, blue = ids["red"], ids["blue"]
-    app = create_app(QueryService(matcher), token="op-s3cret", crops_root=root)
+    app = create_app(QueryService(matcher.reader), token="op-s3cret", crops_root=root)
     statuses: list[int] = []
     start = threading.Barrier(6)
     with serving(app) as port:
@@ -193,7 +193,7 @@ def test_concurrent_merges_over_http_one_wins(people) -> None:
         for t in threads:
             t.join(60)
     assert sorted(statuses) == [200] + [409] * 5
-    refs = sorted(f"{s.camera_id}:{s.track_id}" for s in matcher.trajectory(blue))
+    refs = sorted(f"{s.camera_id}:{s.track_id}" for s in matcher.reader.trajectory(blue))
     assert refs == ["cam1:0", "cam1:1", "cam2:0", "cam2:1"]
 
 

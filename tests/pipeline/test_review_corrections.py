@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import redis
 
-from pipeline.matcher import Matcher, Tracklet
+from pipeline.matcher import IdentityReader, Matcher, Tracklet
 from pipeline.matcher.corrections import (
     Actor,
     CorrectionConflict,
@@ -54,22 +54,22 @@ def state(client: redis.Redis, namespace: str) -> dict[str, object]:
 
 
 def refs(matcher: Matcher, identity: str) -> list[str]:
-    return [f"{s.camera_id}:{s.track_id}" for s in matcher.trajectory(identity)]
+    return [f"{s.camera_id}:{s.track_id}" for s in matcher.reader.trajectory(identity)]
 
 
 def test_merge_moves_every_sighting_and_the_old_id_resolves(gallery) -> None:
     matcher, ids = gallery
     red, blue = ids["red"], ids["blue"]
-    correction = Corrector(matcher).merge(red, blue, ALICE)
+    correction = Corrector(matcher.reader, matcher.config).merge(red, blue, ALICE)
     assert (correction.kind, correction.identity, correction.other) == ("merge", red, blue)
     assert (correction.who, correction.role, correction.state) == ("alice", "operator", "applied")
-    assert matcher.resolve(red) == blue
+    assert matcher.reader.resolve(red) == blue
     assert sorted(refs(matcher, blue)) == ["cam1:0", "cam1:1", "cam2:0", "cam2:1"]
     assert matcher.identity_of("cam2", 0) == blue
-    assert {name for name, _ in matcher.identities()} == {blue}
-    view = QueryService(matcher).identity(red).as_dict()
+    assert {name for name, _ in matcher.reader.identities()} == {blue}
+    view = QueryService(matcher.reader).identity(red).as_dict()
     assert view["identity"] == blue and view["merged_from"] == red
-    assert matcher.identity_info(blue)["tracklets"] == "4"
+    assert matcher.reader.identity_info(blue)["tracklets"] == "4"
     # the live matcher's index follows: red's colour now links to blue
     features = ColourEmbedder().embed([red_crop()]).features
     assert matcher.submit(Tracklet("cam1", 7, 100.0, 105.0, features)) == blue
@@ -78,18 +78,21 @@ def test_merge_moves_every_sighting_and_the_old_id_resolves(gallery) -> None:
 def test_undo_of_a_merge_restores_exactly_the_state_before(gallery, namespace: str) -> None:
     matcher, ids = gallery
     before = state(matcher.redis, namespace)
-    corrector = Corrector(matcher)
+    corrector = Corrector(matcher.reader, matcher.config)
     merge = corrector.merge(ids["red"], ids["blue"], ALICE)
     assert state(matcher.redis, namespace) != before
     undone = corrector.undo(merge.event, Actor("bob", "operator"))
     assert undone.state == "undone" and undone.undone_by
     assert state(matcher.redis, namespace) == before
-    assert matcher.resolve(ids["red"]) == ids["red"]
+    assert matcher.reader.resolve(ids["red"]) == ids["red"]
     fresh = Matcher(client=matcher.redis, namespace=namespace)  # bootstraps from Redis
-    hits = fresh.similar(ColourEmbedder().embed([red_crop()]).features, 2)
+    hits = fresh.gallery.similar(ColourEmbedder().embed([red_crop()]).features, 2)
     assert hits[0][0] == ids["red"]
     # the live matcher's index follows the undo too
-    assert matcher.similar(ColourEmbedder().embed([red_crop()]).features, 1)[0][0] == ids["red"]
+    assert (
+        matcher.gallery.similar(ColourEmbedder().embed([red_crop()]).features, 1)[0][0]
+        == ids["red"]
+    )
     log = corrector.log()
     assert [row["kind"] for row in log] == ["undo", "merge"]
     assert log[0]["who"] == "bob" and log[0]["of"] == merge.event
@@ -101,23 +104,23 @@ def test_split_founds_an_identity_and_undo_folds_it_back(gallery, namespace: str
     matcher, ids = gallery
     red = ids["red"]
     before = state(matcher.redis, namespace)
-    corrector = Corrector(matcher)
+    corrector = Corrector(matcher.reader, matcher.config)
     split = corrector.split(red, ["cam2:0"], ALICE)
     new = split.other
     assert new not in ids.values()
     assert refs(matcher, red) == ["cam1:0"] and refs(matcher, new) == ["cam2:0"]
-    assert matcher.identity_info(new)["split_from"] == red
+    assert matcher.reader.identity_info(new)["split_from"] == red
     assert matcher.identity_of("cam2", 0) == new
     assert [[t["track"] for t in g] for g in split.groups] == [[0], [0]]
     assert [[t["camera"] for t in g] for g in split.groups] == [["cam1"], ["cam2"]]
     corrector.undo(split.event, ALICE)
     assert state(matcher.redis, namespace) == before
-    assert matcher.trajectory(new) == []
+    assert matcher.reader.trajectory(new) == []
 
 
 def test_undo_is_refused_once_the_matcher_changed_what_the_merge_touched(gallery) -> None:
     matcher, ids = gallery
-    corrector = Corrector(matcher)
+    corrector = Corrector(matcher.reader, matcher.config)
     merge = corrector.merge(ids["red"], ids["blue"], ALICE)
     features = ColourEmbedder().embed([red_crop()]).features
     assert matcher.submit(Tracklet("cam1", 9, 200.0, 205.0, features)) == ids["blue"]
@@ -138,7 +141,7 @@ def test_concurrent_merges_of_the_same_identities_one_wins(
     won, refused, failed = [], [], []
 
     def attempt(n: int) -> None:
-        corrector = Corrector(Matcher(redis_url, namespace))  # its own connection
+        corrector = Corrector(IdentityReader(redis_url, namespace))  # its own connection
         source, target = (blue, red) if opposed and n % 2 else (red, blue)
         start.wait()
         try:
@@ -157,13 +160,13 @@ def test_concurrent_merges_of_the_same_identities_one_wins(
     assert all("merged into" in message for message in refused)
     survivor = won[0].other
     assert sorted(refs(matcher, survivor)) == ["cam1:0", "cam1:1", "cam2:0", "cam2:1"]
-    assert {matcher.resolve(red), matcher.resolve(blue)} == {survivor}
-    assert [row["kind"] for row in Corrector(matcher).log()] == ["merge"]
+    assert {matcher.reader.resolve(red), matcher.reader.resolve(blue)} == {survivor}
+    assert [row["kind"] for row in Corrector(matcher.reader, matcher.config).log()] == ["merge"]
 
 
 def test_confirm_and_not_same_are_recorded_and_undone(gallery) -> None:
     matcher, ids = gallery
-    corrector = Corrector(matcher)
+    corrector = Corrector(matcher.reader, matcher.config)
     confirm = corrector.confirm(ids["red"], ALICE)
     apart = corrector.not_same(ids["red"], ids["blue"], Actor("bob", "operator"))
     assert [len(g) for g in confirm.groups] == [2]
@@ -177,7 +180,7 @@ def test_confirm_and_not_same_are_recorded_and_undone(gallery) -> None:
 
 def test_bad_corrections_name_what_is_wrong(gallery) -> None:
     matcher, ids = gallery
-    corrector = Corrector(matcher)
+    corrector = Corrector(matcher.reader, matcher.config)
     red, blue = ids["red"], ids["blue"]
     with pytest.raises(CorrectionError, match="into itself"):
         corrector.merge(red, red, ALICE)

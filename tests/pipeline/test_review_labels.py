@@ -25,7 +25,7 @@ def test_export_writes_confirmed_people_and_constraints(
     redis_url: str, namespace: str, tmp_path: Path
 ) -> None:
     matcher, ids = populate(redis_url, namespace, tmp_path, COLOURS)
-    corrector = Corrector(matcher)
+    corrector = Corrector(matcher.reader, matcher.config)
     corrector.confirm(ids["red"], ALICE)
     corrector.confirm(ids["blue"], ALICE)
     corrector.not_same(ids["red"], ids["blue"], ALICE)

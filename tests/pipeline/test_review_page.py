@@ -13,7 +13,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.matcher import IdentityReader
+from pipeline.matcher import IdentityReader, Store
 from pipeline.query.api import create_app
 from pipeline.query.cli import app as query_cli
 from pipeline.query.service import QueryService
@@ -43,7 +43,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> tuple[Path,
     result = run_pipeline(scene, redis_url, out, namespace, "matcher.link_threshold=0.001")
     assert result.exit_code == 0, result.output
     yield out, namespace
-    IdentityReader(redis_url, namespace).clear()
+    Store.open(redis_url, namespace).clear()
 
 
 def png_size(data: bytes) -> tuple[int, int]:

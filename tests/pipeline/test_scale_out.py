@@ -99,8 +99,8 @@ def test_two_workers_two_matchers_equal_single_process(redis_url: str, namespace
         pending = scaled.redis.xpending(Keys(scaled_ns).inbox, "matchers")["pending"]
         assert pending == 0
     finally:
-        single.clear()
-        scaled.clear()
+        single.store.clear()
+        scaled.store.clear()
 
 
 def test_cli_workers_and_matchers_process_every_tracklet(

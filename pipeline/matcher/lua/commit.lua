@@ -14,7 +14,9 @@
 --       18 events maxlen  19 tracklet vector (mean exemplar, for re-association)
 --       20 vector meta  21 tracklet ref (camera:track)  22 path ('' = none)  23 path meta
 --       24 representative feature ('' = no attention)  25 its meta  26 its attention map
---       27 its meta
+--       27 its meta  28 footage epoch
+-- (pipeline/matcher/codec.py writes ARGV 9..14 with encode_exemplars and centroid, and
+-- 19..28 with record_args)
 
 local identity, action = ARGV[2], ARGV[3]
 local recorded = redis.call('HGET', KEYS[6], 'identity')
@@ -58,7 +60,7 @@ redis.call('HSET', KEYS[6], 'identity', identity, 'camera', ARGV[4], 'track', AR
   'start', ARGV[6], 'end', ARGV[7], 'member', ARGV[8], 'vector', ARGV[19],
   'vector_meta', ARGV[20], 'path', ARGV[22], 'path_meta', ARGV[23],
   'rep_feature', ARGV[24], 'rep_feature_meta', ARGV[25],
-  'rep_attention', ARGV[26], 'rep_attention_meta', ARGV[27])
+  'rep_attention', ARGV[26], 'rep_attention_meta', ARGV[27], 'epoch', ARGV[28])
 redis.call('ZADD', KEYS[8], ARGV[7], ARGV[21])
 redis.call('ZADD', KEYS[9], now, ARGV[21])
 local expired = redis.call('ZRANGEBYSCORE', KEYS[9], '-inf', '(' .. tostring(tonumber(now) - ttl),

@@ -9,7 +9,8 @@
 --       6.. blobs the plan refers to by index (ARGV[5 + n])
 -- plan: {moves = [[tracklet key, from sightings key, to sightings key, identity]],
 --        identities = [{id, kind, from, hash, exemplars, sightings, features, features_meta,
---                       centroid, centroid_meta, tracklets, last_seen, last_camera}],
+--                       attention (0 = none), attention_meta, centroid, centroid_meta,
+--                       tracklets, last_seen, last_camera}],
 --        merges = [{id, into, hash, exemplars, sightings}],   (key fields: KEYS indexes)
 --        correction = nil or {record, log, event, snapshot = [KEYS indexes], ids, fields}}
 -- A correction (an operator's merge or split) first DUMPs every key in its snapshot into
@@ -53,6 +54,10 @@ for _, id in ipairs(plan.identities) do
   redis.call('DEL', KEYS[id.exemplars])
   redis.call('HSET', KEYS[id.exemplars], 'features', blob(id.features),
     'features_meta', id.features_meta)
+  if id.attention ~= 0 then  -- the same crops' projections: attention keeps scoring it
+    redis.call('HSET', KEYS[id.exemplars], 'attention', blob(id.attention),
+      'attention_meta', id.attention_meta)
+  end
   redis.call('ZADD', KEYS[2], now, id.id)
   version = redis.call('INCR', KEYS[1])
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', 'type', id.kind, 'identity', id.id,
