@@ -104,10 +104,15 @@ class Corrector:
     def __init__(self, reader: IdentityReader, config: MatcherConfig | None = None) -> None:
         self.reader, self.store = reader, reader.store
         self.redis, self.keys = reader.redis, reader.keys
-        # the namespace's stored settings: a merge keeps the site's retention and exemplars
-        self.config = config or self.store.configured()
-        self._rewriter = Rewriter(self.store, self.config)
+        self._config = config
         self._undo = self.store.undo
+
+    @property
+    def config(self) -> MatcherConfig:
+        """The settings given, else the namespace's stored ones (read per correction: the
+        site's run may store them after a review server started), so a merge keeps the
+        site's retention and exemplar count."""
+        return self._config or self.store.configured()
 
     # -- reading ---------------------------------------------------------------------------
     def _current(self, names: Sequence[str]) -> tuple[int, dict[str, list[Sighting]]]:
@@ -200,15 +205,17 @@ class Corrector:
     def _rewrite(self, names: Sequence[str], plan) -> Correction:  # noqa: ANN001
         """Read ``names``, build the rewrite with ``plan(event, version, found)`` -> (rewrite,
         fields), apply it; again while live matchers win the race."""
-        for _ in range(self.config.max_retries):
+        config = self.config
+        rewriter = Rewriter(self.store, config)
+        for _ in range(config.max_retries):
             event = new_event()
             version, found = self._current(names)
             rewrite, fields = plan(event, version, found)
-            status = self._rewriter.apply(version, rewrite, Snapshot(event, fields))
+            status = rewriter.apply(version, rewrite, Snapshot(event, fields))
             if status == "ok":
                 return self.get(event)
         raise CorrectionConflict(
-            f"the gallery kept changing under {self.config.max_retries} attempts; try again"
+            f"the gallery kept changing under {config.max_retries} attempts; try again"
         )
 
     def merge(self, identity: str, into: str, actor: Actor) -> Correction:
@@ -268,7 +275,8 @@ class Corrector:
 
     def _record(self, event: str, fields: dict[str, str]) -> Correction:
         """A correction that changes no identity: only its record and log entry."""
-        ttl = int(self.config.retention_s)
+        config = self.config
+        ttl = int(config.retention_s)
         record: dict[FieldT, EncodableT] = {
             "event": event,
             "keys": 0,
@@ -283,7 +291,7 @@ class Corrector:
         pipe.xadd(
             self.keys.corrections,
             entry,
-            maxlen=self.config.events_maxlen,
+            maxlen=config.events_maxlen,
             approximate=True,
         )
         pipe.expire(self.keys.correction(event), ttl)
@@ -340,14 +348,15 @@ class Corrector:
         ]
         hashes = {name: keys.index(self.keys.identity(name)) + 1 for name in json.loads(ids)}
         undo_event = new_event()
+        config = self.config
         status, detail = (
             as_text(v)
             for v in self._undo(
                 keys=keys,
                 args=[
                     repr(time.time()),
-                    int(self.config.retention_s),
-                    self.config.events_maxlen,
+                    int(config.retention_s),
+                    config.events_maxlen,
                     actor.name,
                     actor.role,
                     undo_event,

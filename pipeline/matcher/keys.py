@@ -23,6 +23,8 @@ them together on Redis Cluster; ``v1`` versions the layout)::
     {ns}:v1:model                 HASH   dim, model: the feature size the namespace holds, set
                                          by the first run (a tracklet of another size is refused)
     {ns}:v1:relink_lease          STRING the matcher that runs the periodic re-association
+    {ns}:v1:footage:<epoch>       ZSET   first (earliest start) / last (latest end) that the
+                                         footage clock has shown any matcher
     {ns}:v1:topology              HASH   "<src>\t<dst>" -> JSON transit times of confident links
     {ns}:v1:events                STREAM new_identity / link / update events
     {ns}:v1:inbox                 STREAM submitted tracklets (consumer group "matchers")
@@ -108,6 +110,9 @@ class Keys:
 
     def correction(self, event: str) -> str:
         return f"{self.prefix}:correction:{event}"
+
+    def footage(self, epoch: str) -> str:
+        return f"{self.prefix}:footage:{epoch}"
 
     def identity(self, identity: str) -> str:
         return f"{self.prefix}:identity:{identity}"

@@ -51,8 +51,9 @@ class RelinkLease:
 
 @dataclass
 class Footage:
-    """What one footage clock has shown this session: first start, last end, and the last
-    end at the latest re-association."""
+    """What one footage clock has shown the namespace's matchers: first start, last end
+    (kept in Redis, :meth:`Store.extend_footage`), and the last end at this session's latest
+    re-association."""
 
     first: float
     last: float
@@ -75,12 +76,16 @@ class MatchingSession:
     def submit(self, tracklets: Sequence[Tracklet]) -> tuple[list[Decision], list[RelinkReport]]:
         """Decide ``tracklets`` (ended or updated together); the re-associations now due."""
         decisions = self.matcher.decide_many(tracklets)
-        for t in tracklets:
-            seen = self.footage.get(t.epoch)
-            if seen is None:
-                self.footage[t.epoch] = Footage(t.start, t.end)
-            else:
-                seen.first, seen.last = min(seen.first, t.start), max(seen.last, t.end)
+        for epoch in {t.epoch for t in tracklets}:
+            mine = [t for t in tracklets if t.epoch == epoch]
+            first, last = self.matcher.store.extend_footage(
+                epoch,
+                min(t.start for t in mine),
+                max(t.end for t in mine),
+                self.config.retention_s,
+            )
+            seen = self.footage.setdefault(epoch, Footage(first, last))
+            seen.first, seen.last = first, last
         return decisions, self._relink(final=False)
 
     def finish(self) -> list[RelinkReport]:

@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import resources
 from typing import Any
 
@@ -127,11 +128,9 @@ class Store:
                 changed,
             )
         self.call(
-            self.redis.set,
+            partial(self.redis.set, ex=int(config.retention_s)),
             self.keys.settings,
             config.model_dump_json(),
-            None,
-            int(config.retention_s),
         )
 
     def configured(self, fallback: MatcherConfig | None = None) -> MatcherConfig:
@@ -155,6 +154,22 @@ class Store:
                 f"{stored_model.decode()!r}; this run's model {model!r} gives {dim}-d ones: "
                 "use another redis.namespace (or clear this one with reid-query clear)"
             )
+
+    # -- the footage each clock has shown ----------------------------------------------------
+    def extend_footage(
+        self, epoch: str, first: float, last: float, retention_s: float
+    ) -> tuple[float, float]:
+        """Widen footage clock ``epoch``'s recorded span by ``[first, last]`` and return the
+        span every matcher of the namespace has seen on it (scale-out matchers each decide a
+        share of the tracklets; a final re-association must cover all of them)."""
+        key = self.keys.footage(epoch)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zadd(key, {"first": first}, lt=True)  # LT and GT still add a missing member
+        pipe.zadd(key, {"last": last}, gt=True)
+        pipe.zmscore(key, ["first", "last"])
+        pipe.expire(key, int(retention_s))
+        *_, (low, high), _ = self.call(pipe.execute)
+        return float(low), float(high)
 
     # -- the session clock --------------------------------------------------------------------
     def new_session(self, retention_s: float) -> int:

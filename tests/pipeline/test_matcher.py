@@ -238,3 +238,39 @@ def test_redis_restored_from_an_older_snapshot_is_reloaded(redis_url: str, names
     decision = matcher.decide(Tracklet("cam9", 9, 90.0, 95.0, views(person(9), 9)))
     assert decision.action == "new_identity"
     assert matcher.redis.get(Keys(namespace).version) == b"2"
+
+
+def test_a_worker_that_disagrees_with_the_stored_settings_says_so(
+    redis_url: str, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pipeline.matcher import Store
+
+    store = Store.open(redis_url, namespace)
+    assert store.settings() is None
+    site = MatcherConfig(retention_s=3600)
+    store.store_settings(site, "run 1")
+    assert store.settings() == site and store.configured() == site
+    with caplog.at_level("WARNING"):
+        store.store_settings(MatcherConfig(retention_s=7200, top_k=5), "matcher m2")
+    assert "retention_s: stored 3600.0, matcher m2 7200.0" in caplog.text
+    assert "top_k: stored 10, matcher m2 5" in caplog.text
+    assert 3600 < store.redis.ttl(store.keys.settings) <= 7200
+
+
+def test_session_numbers_never_go_back_when_redis_is_restored(
+    redis_url: str, namespace: str
+) -> None:
+    """A restore from an older snapshot used to hand the next run the session number (and
+    so the track ids) of a run made after the snapshot."""
+    import time
+
+    from pipeline.matcher import Store
+
+    store = Store.open(redis_url, namespace)
+    first = store.new_session(60)
+    assert first >= int(time.time()) - 1
+    second = store.new_session(60)
+    assert second == first + 1
+    store.redis.set(store.keys.sessions, 3)  # the snapshot's counter
+    time.sleep(2.1)  # sessions are unix seconds (one more when one was taken that second)
+    assert store.new_session(60) > second

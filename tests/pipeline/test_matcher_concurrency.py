@@ -229,3 +229,37 @@ def test_acknowledged_inbox_entries_are_trimmed_pending_ones_kept(
     slow.step(block_ms=100)  # it finishes its own entries
     assert client.xpending(keys.inbox, GROUP)["pending"] == 0
     assert client.xlen(keys.inbox) == 0
+
+
+def test_re_association_passes_to_another_matcher_when_its_lease_holder_dies(
+    redis_url: str, namespace: str
+) -> None:
+    """Of two matchers on one namespace only the lease holder re-associates; when it dies
+    (stops renewing) the other takes the lease over and re-associates from then on."""
+    client = redis.Redis.from_url(redis_url)
+    keys = Keys(namespace)
+    publisher = TrackletPublisher(client, namespace)
+    config = MatcherConfig(relink_every_s=50.0)
+    holder, other = (
+        MatcherWorker(Matcher(redis_url, namespace, config), name, claim_idle_ms=2000, batch=4)
+        for name in ("holder", "other")
+    )
+    tracklets = scene()
+    for t in tracklets[:16]:
+        assert publisher.publish(t)
+    while holder.step(block_ms=50):
+        pass
+    assert holder.relinks and client.get(keys.relink_lease) == b"holder"
+    for t in tracklets[16:32]:
+        assert publisher.publish(t)
+    while other.step(block_ms=50):  # the holder is alive: its lease stands
+        pass
+    assert other.processed == 16 and other.relinks == []
+    time.sleep(2.2)  # the holder died: its lease lapses
+    for t in tracklets[32:]:
+        assert publisher.publish(t)
+    while other.step(block_ms=50):
+        pass
+    assert other.relinks and client.get(keys.relink_lease) == b"other"
+    other.finish()  # a clean exit gives the lease up
+    assert client.get(keys.relink_lease) is None

@@ -251,3 +251,24 @@ def test_pages_are_served_for_any_identity(client) -> None:
     for path in ("/", "/identity/p-anything"):
         page = client.get(path)
         assert page.status_code == 200 and "reid-pipeline review" in page.text
+
+
+def test_a_correction_through_the_api_keeps_the_sites_retention_and_exemplars(
+    people, client
+) -> None:
+    """The server is started with no cams.yaml: it reads the matcher settings the site's run
+    stored in the namespace, so a merge rewrites keys with the site's retention (it used to
+    write the default 7 days) and keeps at most the site's exemplar count."""
+    from pipeline.matcher import MatcherConfig
+
+    matcher, ids, _ = people
+    site = MatcherConfig(retention_s=3600, exemplars_per_identity=1)
+    matcher.store.store_settings(site, "the site's run")
+    red, blue = ids["red"], ids["blue"]
+    merged = client.post(f"/api/identities/{red}/merge", json={"into": blue}, headers=OPERATOR)
+    assert merged.status_code == 200, merged.text
+    keys = matcher.keys
+    for key in (keys.identity(blue), keys.exemplars(blue), keys.sightings(blue)):
+        assert 3500 < matcher.redis.ttl(key) <= 3600, key
+    features = matcher.redis.hget(keys.exemplars(blue), "features_meta")
+    assert json.loads(features)[1][0] == 1  # one exemplar, as the site keeps

@@ -14,10 +14,13 @@ import numpy as np
 import pytest
 import redis
 
-from pipeline.matcher import Matcher, Tracklet
+from pipeline.config import load_pipeline_config
+from pipeline.matcher import Matcher, Store, Tracklet
 from pipeline.matcher.keys import Keys
 from pipeline.matcher.stream import MatcherWorker, TrackletPublisher
+from pipeline.runner import SESSION_SPAN, Pipeline
 from reid_demo.scene import generate_scene
+from tests.pipeline.scenes import same_partition
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -103,11 +106,30 @@ def test_two_workers_two_matchers_equal_single_process(redis_url: str, namespace
         scaled.store.clear()
 
 
-def test_cli_workers_and_matchers_process_every_tracklet(
+def test_cli_workers_and_matchers_leave_what_one_process_leaves(
     tmp_path: Path, redis_url: str, namespace: str
 ) -> None:
-    cams = generate_scene(tmp_path / "scene", people=3, cameras=2, duration=20, seed=11)
-    sets = ["--set", f"redis.namespace={namespace}", "--set", "tracklets.summary_every_s=1000"]
+    """Two publish-only camera workers and two matchers process every tracklet, and end
+    with the identities one `reid-pipeline` process leaves on the same footage (the same
+    policy: joint decisions, re-association under the lease, a last pass at the end)."""
+    cams = generate_scene(tmp_path / "scene", people=5, cameras=2, duration=30, seed=2)
+    settings = ["tracklets.summary_every_s=1000", "matcher.relink_every_s=5"]
+    single_ns = f"{namespace}-single"
+    one = Pipeline(
+        load_pipeline_config(
+            cams,
+            [
+                f"redis.url={redis_url}",
+                f"redis.namespace={single_ns}",
+                f"outputs.dir={tmp_path / 'single'}",
+                "outputs.video=false",
+                *settings,
+            ],
+        )
+    )
+    one.run()
+    sets = ["--set", f"redis.namespace={namespace}", "--set", "matcher.footage_epoch=scene-2"]
+    sets += [item for setting in settings for item in ("--set", setting)]
     cli = [sys.executable, "-m", "pipeline.cli"]
     matchers = [
         subprocess.Popen(
@@ -170,3 +192,14 @@ def test_cli_workers_and_matchers_process_every_tracklet(
     ]
     matcher = Matcher(redis_url, namespace)
     assert all(matcher.identity_of(c, t) for c, t in tracks)
+    assert any("re-associations run here" in o and " 0 re-associations" not in o for o in outputs)
+    # the same tracks (ids within each run, whatever run number they carry)
+    scaled = {(c, t % SESSION_SPAN): matcher.identity_of(c, t) for c, t in tracks}
+    alone = {
+        (c, t % SESSION_SPAN): one.sink.matcher.identity_of(c, t) for c, t in one.outputs.recorded()
+    }
+    assert set(scaled) == set(alone) and len(alone) > 3
+    order = sorted(alone)
+    assert same_partition([scaled[k] for k in order], [alone[k] for k in order])
+    assert len(set(alone.values())) < len(alone)  # some tracks were linked: not trivial
+    Store.open(redis_url, single_ns).clear()
