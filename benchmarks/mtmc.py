@@ -35,8 +35,13 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import load_pipeline_config
-from pipeline.evaluation import evaluate_mtmc, link_quality, oracle_identities
-from pipeline.matcher import IdentityReader, Matcher, MatcherConfig, connect
+from pipeline.evaluation import (
+    evaluate_mtmc,
+    link_quality,
+    oracle_identities,
+    read_ground_truth,
+)
+from pipeline.matcher import Matcher, MatcherConfig, connect
 from pipeline.matcher.association import (
     AttentionInputs,
     associate,
@@ -45,9 +50,11 @@ from pipeline.matcher.association import (
     cluster_tracklets,
     representatives,
     tracklet_vectors,
-    transit_scores,
 )
 from pipeline.matcher.evidence import LLR_CLIP, AppearanceEvidence
+from pipeline.matcher.moves import transit_scores
+from pipeline.matcher.session import MatchingSession
+from pipeline.matcher.store import Store
 from pipeline.process import configure_process
 from pipeline.run_record import read_summaries, read_tracklets, write_identities, write_mtmc
 from pipeline.runner import Pipeline
@@ -76,9 +83,9 @@ def run_once(cams: Path, out: Path, overrides: list[str]) -> Path:
         cams, [f"outputs.dir={out}", "outputs.video=false", "outputs.crops=false", *overrides]
     )
     pipeline = Pipeline(config)
-    IdentityReader(config.redis.url, config.redis.namespace).clear()
+    Store.open(config.redis.url, config.redis.namespace).clear()
     pipeline.run()
-    IdentityReader(config.redis.url, config.redis.namespace).clear()
+    Store.open(config.redis.url, config.redis.namespace).clear()
     return out
 
 
@@ -93,26 +100,53 @@ def synthetic_footage(
     return cams, folder / "scene" / "gt", folder
 
 
-def vtest_footage() -> tuple[Path, Path, Path]:
-    """The demo's two virtual cameras and a pseudo ground truth from a full-frame run at the
-    video's own resolution (768 px, lower confidence: more complete than the demo's 416 px)."""
+# The non-overlapping cut of vtest.avi: two 320 px views with a 128 px band between them
+# that neither camera sees (a blind zone of a few seconds' walk).
+GAP_CROPS = {"left": [0, 0, 320, 576], "right": [448, 0, 320, 576]}
+DEMO_CAMS = ROOT / "configs/cams/vtest_demo.yaml"
+
+
+def full_frame_run(video: Path) -> Path:
+    """The pseudo ground truth's run: the demo's detector and tracker on the full frame at
+    the video's own resolution (768 px, lower confidence: more complete than the demo's
+    416 px). Shared by every cut of vtest.avi."""
+    full = yaml.safe_load(DEMO_CAMS.read_text())
+    full["cameras"] = [{"id": "full", "source": str(video.resolve()), "fps": 5}]
+    full["detector"] = {**full["detector"], "imgsz": 768, "conf": 0.25}
+    folder = CACHE / "vtest-full"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "cams.yaml").write_text(yaml.safe_dump(full))
+    return run_once(folder / "cams.yaml", folder / "run", ["redis.namespace=bench-mtmc-gt"])
+
+
+def gap_cams(video: Path, folder: Path) -> Path:
+    """cams.yaml of the non-overlapping cut: the demo's settings, crops :data:`GAP_CROPS`,
+    no overlapping pair."""
+    spec = yaml.safe_load(DEMO_CAMS.read_text())
+    spec["cameras"] = [
+        {**camera, "source": str(video.resolve()), "crop": GAP_CROPS[camera["id"]]}
+        for camera in spec["cameras"]
+    ]
+    spec["matcher"] = {k: v for k, v in spec["matcher"].items() if k != "overlapping"}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "cams.yaml").write_text(yaml.safe_dump(spec))
+    return folder / "cams.yaml"
+
+
+def vtest_footage(cut: str) -> tuple[Path, Path, Path]:
+    """(cams.yaml, pseudo ground truth, cache folder) of a cut of vtest.avi: ``vtest``, the
+    demo's two overlapping views, or ``vtest-gap``, two views with a blind band between.
+    The pseudo ground truth is the full-frame run's tracks cut into the views exactly as the
+    views cut the frame (:func:`cut_pseudo_ground_truth`)."""
     video = fetch_vtest(ROOT / "data")
     if video is None:
         raise SystemExit("vtest.avi could not be fetched (needs apt-get); use --footage synthetic")
-    cams = ROOT / "configs/cams/vtest_demo.yaml"
-    folder = CACHE / "vtest"
+    folder = CACHE / cut
+    cams = DEMO_CAMS if cut == "vtest" else gap_cams(video, folder)
     gt = folder / "gt"
     if not gt.is_dir():
-        spec = yaml.safe_load(cams.read_text())
-        crops = {c["id"]: c["crop"] for c in spec["cameras"]}
-        full = dict(spec)
-        full["cameras"] = [{"id": "full", "source": str(video.resolve()), "fps": 5}]
-        full["detector"] = {**full["detector"], "imgsz": 768, "conf": 0.25}
-        (folder / "full").mkdir(parents=True, exist_ok=True)
-        full_cams = folder / "full" / "cams.yaml"
-        full_cams.write_text(yaml.safe_dump(full))
-        run = run_once(full_cams, folder / "full" / "run", ["redis.namespace=bench-mtmc-gt"])
-        cut_pseudo_ground_truth(run / "boxes.txt", crops, gt)
+        crops = {c["id"]: c["crop"] for c in yaml.safe_load(cams.read_text())["cameras"]}
+        cut_pseudo_ground_truth(full_frame_run(video) / "boxes.txt", crops, gt)
     return cams, gt, folder
 
 
@@ -175,7 +209,7 @@ def scratch_matcher(config: MatcherConfig) -> Iterator[Matcher]:
     try:
         yield matcher
     finally:
-        matcher.clear()
+        matcher.store.clear()
 
 
 def greedy(run: Path, config: MatcherConfig) -> Callable[[str, int], str | None]:
@@ -244,23 +278,28 @@ def appearance_only(run: Path, config: MatcherConfig) -> Callable[[str, int], st
 
 
 def pipeline_default(run: Path, config: MatcherConfig) -> Callable[[str, int], str | None]:
-    """What reid-pipeline now does: online decisions, periodic re-association every
-    ``relink_every_s`` of footage over ``relink_window_s``, a final one over the run."""
+    """What reid-pipeline does: the run's summaries through its matching policy
+    (:class:`MatchingSession`: online decisions, re-association every ``relink_every_s`` of
+    footage over ``relink_window_s``, a final one over the run), as ``rematch`` does."""
     with scratch_matcher(config) as matcher:
-        first, relinked = None, None
+        session = MatchingSession(matcher)
         for tracklet, _ in read_summaries(run):
-            matcher.decide(tracklet)
-            first = tracklet.start if first is None else min(first, tracklet.start)
-            relinked = relinked or first
-            if config.relink_every_s and tracklet.end >= relinked + config.relink_every_s:
-                matcher.relink(since=max(first, tracklet.end - config.relink_window_s))
-                relinked = tracklet.end
-        matcher.relink(since=first)
+            session.submit([tracklet])
+        session.finish()
         found = {
             (t.camera_id, t.track_id): matcher.identity_of(t.camera_id, t.track_id)
             for t in read_tracklets(run)
         }
     return lambda camera, track: found.get((camera, track))
+
+
+def people_crossing(gt: Path) -> tuple[int, int]:
+    """(people in the ground truth, how many of them were seen in more than one camera)."""
+    cameras: dict[int, set[str]] = defaultdict(set)
+    for (camera, _), rows in read_ground_truth(gt).items():
+        for person, _ in rows:
+            cameras[person].add(camera)
+    return len(cameras), sum(len(seen) > 1 for seen in cameras.values())
 
 
 def verification_auc(
@@ -322,7 +361,9 @@ def verification_auc(
 def main() -> None:
     configure_process()  # as the CLIs do
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--footage", choices=["synthetic", "vtest"], default="synthetic")
+    parser.add_argument(
+        "--footage", choices=["synthetic", "vtest", "vtest-gap"], default="synthetic"
+    )
     parser.add_argument("--seeds", default="10,11,12", help="synthetic scene seeds")
     parser.add_argument("--people", type=int, default=12)
     parser.add_argument("--cameras", type=int, default=3)
@@ -336,8 +377,8 @@ def main() -> None:
     global ARGS
     ARGS = parser.parse_args()
     extra = [f"reid.model={ARGS.model}"] if ARGS.model else []
-    if ARGS.footage == "vtest":
-        footages = {"vtest": vtest_footage()}
+    if ARGS.footage.startswith("vtest"):
+        footages = {ARGS.footage: vtest_footage(ARGS.footage)}
     else:
         footages = {
             f"seed {s}": synthetic_footage(s, ARGS.people, ARGS.cameras, ARGS.duration)
@@ -359,7 +400,9 @@ def main() -> None:
         table.add_column(col, justify="right")
     idf1: dict[str, list[float]] = {name: [] for name in linkers}
     aucs: dict[str, dict[str, float]] = {}
+    crossing: dict[str, tuple[int, int]] = {}
     for name, (cams, gt, folder) in footages.items():
+        crossing[name] = people_crossing(gt)
         tag = (ARGS.model or "fallback").replace("/", "_")
         run = run_once(cams, folder / f"run-{tag}", extra + ["redis.namespace=bench-mtmc"])
         pipeline_config = load_pipeline_config(cams, [f"matcher.{kv}" for kv in ARGS.set])
@@ -382,7 +425,7 @@ def main() -> None:
                 *(f"{scores[k]:.3f}" for k in ("idf1", "idp", "idr")),
                 f"{scores['idf1'] - idf1['never link (floor)'][-1]:+.3f}",
                 str(quality.links),
-                f"{quality.precision:.0%}",
+                f"{quality.correct} ({quality.precision:.0%})",
                 f"{quality.purity:.0%}",
             )
         table.add_section()
@@ -392,6 +435,8 @@ def main() -> None:
                 run, gt, pipeline_config.matcher, adapted_with=()
             )
     console.print(table)
+    for name, (people, crossed) in crossing.items():
+        console.print(f"{name}: {people} people in the ground truth, {crossed} crossed cameras")
     pairs = Table(title="pair-verification AUC (pairs that are not cannot-links, GT labels)")
     columns = (
         "appearance",

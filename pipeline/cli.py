@@ -242,6 +242,10 @@ def relink(
     run_dir: Annotated[
         Path | None, typer.Option("--run", help="a run's output folder: rewrite its mtmc.txt")
     ] = None,
+    epoch: Annotated[
+        str | None,
+        typer.Option(help="only tracklets on this footage clock; default: --run's, else all"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="the report as JSON")] = False,
 ) -> None:
     """Re-associate recorded tracklets now: re-cluster with all evidence, apply merges and
@@ -250,7 +254,7 @@ def relink(
     from pipeline.errors import USER_ERRORS
     from pipeline.matcher import Matcher
     from pipeline.matcher.store import Store
-    from pipeline.run_record import RunRecordError, write_mtmc
+    from pipeline.run_record import RunRecordError, read_tracklets, write_identities, write_mtmc
 
     try:
         config = load_pipeline_config(cameras) if cameras else None
@@ -259,10 +263,14 @@ def relink(
         store = Store.open(url, ns)
         settings = config.matcher if config else store.configured()
         matcher = Matcher(config=settings, store=store)
-        report = matcher.relink(since)
+        if epoch is None and run_dir is not None and (run_dir / "summary.json").is_file():
+            epoch = json.loads((run_dir / "summary.json").read_text()).get("epoch")
+        report = matcher.relink(since, epoch)
         if run_dir is not None:
             cams = [c.id for c in config.cameras] if config else ()
             write_mtmc(run_dir, matcher.identity_of, cameras=cams)
+            tracks = [(t.camera_id, t.track_id) for t in read_tracklets(run_dir)]
+            write_identities(run_dir, tracks, matcher.identity_of)
     except (*USER_ERRORS, RunRecordError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -278,7 +286,9 @@ def relink(
         + (f"learned from {c.negatives} cannot-link pairs" if c.learned else "(configured)")
     )
     if run_dir is not None:
-        console.print(f"{run_dir / 'mtmc.txt'} rewritten with the corrected identities")
+        console.print(
+            f"{run_dir / 'mtmc.txt'} and identities.json rewritten with the corrected identities"
+        )
 
 
 @app.command()

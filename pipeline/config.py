@@ -23,6 +23,9 @@ class CameraConfig(Settings):
     crop: tuple[int, int, int, int] | None = Field(None, description="virtual camera [x, y, w, h]")
     live: bool | None = Field(None, description="None: streams and webcams are live")
     max_reconnects: int | None = Field(None, ge=0, description="live sources; None: forever")
+    open_timeout_s: float = Field(
+        10.0, gt=0, description="streams: longest wait to open, or for a frame, before a retry"
+    )
     detections: str | None = Field(None, description="MOT file (detector.kind: precomputed)")
 
     @field_validator("crop")
@@ -65,6 +68,12 @@ class ReidConfig(Settings):
 class RedisConfig(Settings):
     url: str | None = Field(None, description="redis:// or rediss:// URL; None: embedded")
     namespace: str = Field("reid", pattern=r"^[A-Za-z0-9_.-]+$")
+    retry_budget_s: float = Field(
+        60.0,
+        ge=0.0,
+        description="how long a run rides out a Redis outage before it ends with its outputs "
+        "re-associated in memory (a restart of Redis takes seconds)",
+    )
 
 
 class OutputConfig(Settings):

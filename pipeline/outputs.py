@@ -224,9 +224,10 @@ class RunOutputs:
                     except OSError:
                         shutil.copyfile(source, target)
 
-    def tracklet(self, tracklet: Tracklet, final: bool) -> None:
-        """Keep a summary for re-linking (:mod:`pipeline.run_record`)."""
-        self.record.tracklet(tracklet, final)
+    def tracklet(self, tracklet: Tracklet, final: bool, batch: int = 0) -> None:
+        """Keep a summary for re-linking (:mod:`pipeline.run_record`); ``batch`` numbers the
+        summaries handed to the matcher together."""
+        self.record.tracklet(tracklet, final, batch)
 
     def relink(self, report: RelinkReport) -> None:
         """Open tracks' labels follow re-association's merges; merges and splits go to

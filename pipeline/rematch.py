@@ -1,7 +1,7 @@
 """Re-match a finished run with another model, without detecting or tracking again.
 
 The run's recorded summaries (:mod:`pipeline.run_record`) are re-embedded from their crops
-with the new model and decided again, in their original order, into the run's namespace
+with the new model and decided again, in their original order and batches, into the run's namespace
 (cleared first: the old embeddings live in another feature space), then re-associated over
 the whole run; ``mtmc.txt``, ``ids.json`` and ``identities.json`` are rewritten. This is the
 last step of ``reid-pipeline adapt`` and works for any model a user brings.
@@ -17,7 +17,7 @@ from pipeline.matcher import Matcher
 from pipeline.matcher.relink import RelinkReport
 from pipeline.matcher.session import MatchingSession
 from pipeline.matcher.store import Store
-from pipeline.run_record import read_summaries, read_tracklets, write_identities, write_mtmc
+from pipeline.run_record import read_batches, read_tracklets, write_identities, write_mtmc
 from pipeline.runner import build_embedder
 
 
@@ -33,9 +33,11 @@ def rematch(
     store = Store.open(config.redis.url, config.redis.namespace)
     store.clear()
     matcher = Matcher(config=config.matcher, scorer=scorer, store=store)
-    session = MatchingSession(matcher)  # the policy the run itself followed
-    for count, (tracklet, _) in enumerate(read_summaries(run, embedder), 1):
-        session.submit([tracklet])
+    session = MatchingSession(matcher)  # the policy the run followed, on its batches
+    count = 0
+    for batch in read_batches(run, embedder):
+        session.submit(batch)
+        count += len(batch)
         if on_progress is not None:
             on_progress(count)
     reports = session.finish()

@@ -3,8 +3,10 @@
     boxes.txt          one line per tracked box, written as frames are processed:
                        ``camera frame track x1 y1 x2 y2`` (local track ids)
     tracklets.jsonl    one JSON line per tracklet summary, in the order they were decided:
-                       camera, track, start, end, final, crops, embedding file
-    tracks/<camera>_<track>/summary<n>.npz   that summary's features (and projections)
+                       camera, track, start, end, final, crops, embedding file, batch
+                       (summaries of one batch were handed to the matcher together)
+    tracks/<camera>_<track>/summary<n>.npz   that summary's features (and projections);
+                       n counts the run's summaries (a tracker may reuse an ended id)
     cameras.json       the cameras and which of them overlap (for cannot-links)
     identities.json    each tracklet's final identity (after re-association), when it ends
 
@@ -19,6 +21,7 @@ with new identities.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -30,6 +33,7 @@ import numpy as np
 from pipeline.matcher.types import Tracklet
 from reid.runtime import Embedder
 
+log = logging.getLogger(__name__)
 BOXES = "boxes.txt"
 TRACKLETS = "tracklets.jsonl"
 CAMERAS = "cameras.json"
@@ -52,17 +56,14 @@ class RunRecorder:
         )
         self._boxes: TextIO = (folder / BOXES).open("w")
         self._tracklets: TextIO = (folder / TRACKLETS).open("w")
-        self._summaries: dict[tuple[str, int], int] = {}  # open tracks' summaries so far
+        self._written = 0  # summaries so far: each one's file name
 
     def box(self, camera: str, frame: int, track: int, xyxy: np.ndarray) -> None:
         x1, y1, x2, y2 = (float(v) for v in xyxy)
         self._boxes.write(f"{camera} {frame} {track} {x1:.1f} {y1:.1f} {x2:.1f} {y2:.1f}\n")
 
-    def tracklet(self, tracklet: Tracklet, final: bool) -> None:
-        key = (tracklet.camera_id, tracklet.track_id)
-        n = self._summaries[key] = self._summaries.get(key, -1) + 1
-        if final:  # nothing of an ended track stays in memory
-            del self._summaries[key]
+    def tracklet(self, tracklet: Tracklet, final: bool, batch: int = 0) -> None:
+        n, self._written = self._written, self._written + 1
         folder = self.folder / "tracks" / f"{tracklet.camera_id}_{tracklet.track_id}"
         folder.mkdir(parents=True, exist_ok=True)
         arrays = {"features": tracklet.features}
@@ -79,6 +80,7 @@ class RunRecorder:
             "final": final,
             "crops": list(tracklet.crops),
             "embedding": str((folder / f"summary{n}.npz").relative_to(self.folder)),
+            "batch": batch,
         }
         self._tracklets.write(json.dumps(record) + "\n")
         self._tracklets.flush()
@@ -94,12 +96,30 @@ def read_summaries(
     """Every summary of the run, in decision order, with its ``final`` flag; with an
     ``embedder``, re-embedded from its crops (a new model on the same tracks, no detection;
     each crop file embedded once)."""
+    for tracklet, final, _ in _recorded_summaries(run, embedder):
+        yield tracklet, final
+
+
+def read_batches(run: str | Path, embedder: Embedder | None = None) -> Iterator[list[Tracklet]]:
+    """The run's summaries in the batches they were handed to the matcher (each summary its
+    own batch in runs recorded before batches were), so a replay decides as the run did."""
+    batch: list[Tracklet] = []
+    current: int | None = None
+    for tracklet, _, number in _recorded_summaries(run, embedder):
+        if batch and (number is None or number != current):
+            yield batch
+            batch = []
+        batch.append(tracklet)
+        current = number
+    if batch:
+        yield batch
+
+
+def _recorded_summaries(
+    run: str | Path, embedder: Embedder | None = None
+) -> Iterator[tuple[Tracklet, bool, int | None]]:
+    """(summary, final, batch number or None) of every line of ``tracklets.jsonl``."""
     embedded: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
-    for tracklet, final in _recorded_summaries(run):
-        yield (tracklet if embedder is None else _reembed(tracklet, embedder, embedded)), final
-
-
-def _recorded_summaries(run: str | Path) -> Iterator[tuple[Tracklet, bool]]:
     run = Path(run)
     path = run / TRACKLETS
     if not path.is_file():
@@ -107,7 +127,12 @@ def _recorded_summaries(run: str | Path) -> Iterator[tuple[Tracklet, bool]]:
             f"{path} does not exist: re-linking needs a run made by reid-pipeline "
             "(outputs.dir of that run)"
         )
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    text = path.read_text()
+    lines = text.splitlines()
+    if lines and not text.endswith("\n"):  # a run cut short (disk full, killed) mid-line
+        log.warning("%s: its last line is incomplete and left out", path)
+        lines.pop()
+    for number, line in enumerate(lines, 1):
         try:
             record = json.loads(line)
             with np.load(run / record["embedding"]) as arrays:
@@ -126,14 +151,17 @@ def _recorded_summaries(run: str | Path) -> Iterator[tuple[Tracklet, bool]]:
             )
         except (ValueError, KeyError, OSError) as exc:
             raise RunRecordError(f"{path}:{number}: {exc}") from exc
-        yield tracklet, bool(record["final"])
+        if embedder is not None:
+            tracklet = _reembed(tracklet, embedder, embedded)
+        batch = record.get("batch")
+        yield tracklet, bool(record["final"]), None if batch is None else int(batch)
 
 
 def read_tracklets(run: str | Path, embedder: Embedder | None = None) -> list[Tracklet]:
     """The latest summary of every tracklet of the run, ordered by end time; with an
     ``embedder``, re-embedded from its crops (a new model on the same tracks, no detection)."""
     latest: dict[tuple[str, int], Tracklet] = {}
-    for tracklet, _ in _recorded_summaries(run):
+    for tracklet, _ in read_summaries(run):
         latest[(tracklet.camera_id, tracklet.track_id)] = tracklet
     tracklets = sorted(latest.values(), key=lambda t: (t.end, t.camera_id, t.track_id))
     if embedder is None:

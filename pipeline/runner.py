@@ -19,8 +19,9 @@ import numpy as np
 
 from detectors import Detections, Detector
 from pipeline.config import PipelineConfig, ReidConfig
-from pipeline.matcher import RedisUnavailable, Tracklet
-from pipeline.matcher.store import RetryPolicy, Store
+from pipeline.matcher import Decision, RedisUnavailable, Tracklet
+from pipeline.matcher.codec import identity_id
+from pipeline.matcher.store import RedisFull, RetryPolicy, Store
 from pipeline.outputs import RunOutputs
 from pipeline.run_state import CameraStats, RunState
 from pipeline.sinks import MatchHere, TrackletSink
@@ -93,15 +94,17 @@ class Pipeline:
         sink: TrackletSink | None = None,
     ) -> None:
         self.config = config
-        # cameras first: a missing file is reported before models load or Redis is asked
-        self.readers = {c.id: CameraReader.from_config(c, max_frames) for c in config.cameras}
+        # cameras first, opened together (a silent stream costs its timeout once, not once
+        # per camera): a missing file is reported before models load or Redis is asked
+        with ThreadPoolExecutor(max(1, len(config.cameras)), thread_name_prefix="open") as pool:
+            opened = pool.map(lambda c: CameraReader.from_config(c, max_frames), config.cameras)
+            self.readers = {c.id: reader for c, reader in zip(config.cameras, opened, strict=True)}
         self.detectors = build_detectors(config)
         self.embedder, scorer = build_embedder(config.reid)
         self.stop = threading.Event()
-        self.sink = sink or MatchHere.from_config(
-            config.redis, config.matcher, scorer, RetryPolicy(stopping=self.stop)
-        )
-        store = Store(self.sink.redis, self.sink.keys.namespace, RetryPolicy(stopping=self.stop))
+        retry = RetryPolicy(config.redis.retry_budget_s, stopping=self.stop)
+        self.sink = sink or MatchHere.from_config(config.redis, config.matcher, scorer, retry)
+        store = Store(self.sink.redis, self.sink.keys.namespace, retry)
         self.session = store.new_session(config.matcher.retention_s)
         store.record_model(self._feature_dim(), self.embedder.name, config.matcher.retention_s)
         self.epoch = config.matcher.footage_epoch or (
@@ -124,6 +127,7 @@ class Pipeline:
             queue_depths=lambda: {c: r.frames.qsize() for c, r in self.readers.items()},
         )
         self._pending: list[TrackletSummary] = []
+        self._batches = 0  # batches handed to the sink (the run record numbers them)
         # (camera, track) -> crop id -> embedding, for open tracks' kept crops
         self._embedded: dict[tuple[str, int], dict[int, Embeddings]] = {}
 
@@ -219,11 +223,14 @@ class Pipeline:
                     del cached[cid]
         return parts
 
-    def _submit_pending(self, force: bool = False) -> None:
+    def _submit_pending(self, force: bool = False, matched: bool = True) -> None:
+        """Embed and record the pending summaries once enough crops wait (or ``force``),
+        then hand them to the sink (``matched``) or keep them unmatched (Redis is gone)."""
         crops = sum(len(s.crops) for s in self._pending)
         if not self._pending or (crops < self.config.reid.max_batch and not force):
             return
         summaries, self._pending = self._pending, []
+        self._batches += 1
         tracklets = []
         for summary, part in zip(summaries, self._embed(summaries), strict=True):
             tracklet = Tracklet(
@@ -237,9 +244,27 @@ class Pipeline:
                 summary.path,
                 self.epoch,
             )
-            self.outputs.tracklet(tracklet, summary.final)
+            self.outputs.tracklet(tracklet, summary.final, self._batches)
             tracklets.append(tracklet)
-        self.sink.submit(summaries, tracklets)
+        if not matched:
+            self._unmatched(summaries, tracklets)
+            return
+        try:
+            self.sink.submit(summaries, tracklets)
+        except RedisUnavailable:
+            self._unmatched(summaries, tracklets)
+            raise
+
+    def _unmatched(self, summaries: list[TrackletSummary], tracklets: list[Tracklet]) -> None:
+        """Tracklets Redis could not take still reach the outputs: each keeps its track's
+        identity so far, or one of its own (re-association in memory links them at the
+        end, :meth:`pipeline.sinks.MatchHere.finish`)."""
+        for summary, tracklet in zip(summaries, tracklets, strict=True):
+            key = (summary.camera_id, summary.track_id)
+            identity = self.outputs.live_identity.get(key) or identity_id(
+                f"{self.config.redis.namespace}|unmatched|{tracklet.ref}|{tracklet.start!r}"
+            )
+            self.outputs.decision(summary, Decision(identity, "unmatched"), tracklet.crops)
 
     def _refresh_fps(self) -> None:
         elapsed = time.perf_counter() - self.state.started
@@ -263,7 +288,7 @@ class Pipeline:
             reader.start()
         open_ids = list(self.readers)
         last_report = 0.0
-        redis_gone = False
+        redis_gone, lost = False, None  # lost: the Redis error that ended the run early
         # the detector works on the next batch (in its thread; the GPU and OpenCV release
         # the GIL) while this one tracks, embeds and matches the batch before it
         ahead: tuple[list[Frame], Future[list]] | None = None
@@ -281,10 +306,8 @@ class Pipeline:
                     ahead = batch
                     try:
                         self._submit_pending()
-                    except RedisUnavailable:
-                        if not stop.is_set():
-                            raise
-                        redis_gone = True  # stopping anyway: do not wait for Redis again
+                    except RedisUnavailable as exc:  # full, or gone past the retry budget
+                        redis_gone, lost = True, None if stop.is_set() else exc
                         break
                     if on_progress and time.perf_counter() - last_report > 0.5:
                         self._refresh_fps()
@@ -298,14 +321,14 @@ class Pipeline:
             for builder in self.builders.values():
                 self._pending += builder.flush()
             try:
-                if not redis_gone:
-                    self._submit_pending(force=True)
-            except RedisUnavailable:
-                redis_gone = True
+                self._submit_pending(force=True, matched=not redis_gone)
+            except RedisUnavailable as exc:
+                redis_gone, lost = True, None if stop.is_set() else exc
             if redis_gone:
                 log.error(
-                    "Redis is unreachable: the last tracklets are recorded in %s but not "
-                    "matched, and the outputs keep the online identities",
+                    "Redis is %s: every tracklet is recorded in %s, and the outputs are "
+                    "re-associated in memory from the run's own records",
+                    "full" if isinstance(lost, RedisFull) else "unreachable",
                     self.outputs.folder / "tracklets.jsonl",
                 )
             recorded = self.outputs.recorded()  # read once: the sink and the outputs need it
@@ -313,8 +336,11 @@ class Pipeline:
             self._refresh_fps()
             summary = self.state.summary()
             summary["outputs"] = str(self.outputs.folder)
+            summary["epoch"] = self.epoch  # `reid-pipeline relink --run` re-associates it
             self.outputs.close(summary, recorded, final)
             done.set()
+        if lost is not None:  # the outputs are written; the run still failed
+            raise RedisUnavailable(f"{lost} (outputs written to {self.outputs.folder})") from lost
         return summary
 
 

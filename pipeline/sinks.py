@@ -15,12 +15,14 @@ import redis
 
 from pipeline.config import RedisConfig
 from pipeline.matcher import Matcher, MatcherConfig, RedisUnavailable, Tracklet, connect
+from pipeline.matcher.codec import track_ref
 from pipeline.matcher.keys import Keys
-from pipeline.matcher.relink import RelinkReport
+from pipeline.matcher.relink import RelinkReport, relink_offline
 from pipeline.matcher.session import MatchingSession
 from pipeline.matcher.store import RetryPolicy, Store
 from pipeline.matcher.stream import TrackletPublisher
 from pipeline.outputs import RunOutputs
+from pipeline.run_record import read_tracklets
 from pipeline.run_state import RunState
 from pipeline.tracklets import TrackletSummary
 from reid.config import ConfigError
@@ -100,17 +102,19 @@ class MatchHere:
 
     def finish(self, redis_gone: bool, tracks: Iterable[tuple[str, int]]) -> IdentityOf | None:
         """The last re-association, then every track's identity as it ended (the summary
-        counts those). With Redis gone, the online decisions stand (None): the run's
-        outputs are written from them rather than lost."""
-        state, _ = self._started()
-        if redis_gone:
-            return None
+        counts those). With Redis gone, the run's own records are re-associated in memory
+        instead (:func:`~pipeline.matcher.relink.relink_offline`)."""
+        state, outputs = self._started()
         try:
+            if redis_gone:
+                raise RedisUnavailable("Redis was lost during the run")
             self._record(self.session.finish())
             final = {key: self.matcher.identity_of(*key) for key in tracks}
         except RedisUnavailable as exc:
-            log.error("final re-association skipped, outputs keep the online identities: %s", exc)
-            return None
+            log.error("final re-association in memory, from %s: %s", outputs.folder, exc)
+            online = {track_ref(*key): row.identity for key, row in outputs.recorded().items()}
+            moved = relink_offline(read_tracklets(outputs.folder), online, self.matcher.config)
+            final = {key: moved.get(track_ref(*key), online.get(track_ref(*key))) for key in tracks}
         state.identities = {i for i in final.values() if i is not None}
         state.identity_cameras = defaultdict(set)
         for (camera, _), identity in final.items():

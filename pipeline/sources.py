@@ -63,7 +63,9 @@ class _Capture:
     status: ``ok``, ``corrupt`` (skip this frame) or ``end`` (no more frames / stream lost).
     """
 
-    def __init__(self, source: str | int, fps: float | None, start_time: float) -> None:
+    def __init__(
+        self, source: str | int, fps: float | None, start_time: float, open_timeout_s: float = 10.0
+    ) -> None:
         self.kind = source_kind(source)
         self.start_time = start_time
         self.index = 0
@@ -78,7 +80,12 @@ class _Capture:
         if self.kind == "file" and not Path(str(source)).is_file():
             raise SourceError(f"video file {source} does not exist")
         target = int(source) if self.kind == "webcam" else source
-        self.cap = cv2.VideoCapture(target)
+        if self.kind == "stream":  # a camera that accepts and never sends must not hang us
+            ms = int(open_timeout_s * 1000)
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+            self.cap = cv2.VideoCapture(str(target), cv2.CAP_FFMPEG, params)
+        else:
+            self.cap = cv2.VideoCapture(target)
         if not self.cap.isOpened():
             raise SourceError(f"cannot open {self.kind} {source!r}")
         self.fps = fps or self.cap.get(cv2.CAP_PROP_FPS) or 25.0
@@ -127,6 +134,7 @@ class CameraReader:
         queue_size: frames buffered before dropping (live) or waiting (files).
         live: None decides by source kind (streams and webcams are live).
         max_reconnects: for live sources; None retries forever.
+        open_timeout_s: how long a stream may take to open or to send a frame.
     """
 
     def __init__(
@@ -141,8 +149,10 @@ class CameraReader:
         live: bool | None = None,
         max_reconnects: int | None = None,
         max_frames: int | None = None,
+        open_timeout_s: float = 10.0,
     ) -> None:
         self.camera_id, self.source = camera_id, source
+        self.open_timeout_s = open_timeout_s
         self.live = source_kind(source) in ("stream", "webcam") if live is None else live
         self.process_fps, self.start_time, self.time_offset = process_fps, start_time, time_offset
         self.crop, self.max_reconnects, self.max_frames = crop, max_reconnects, max_frames
@@ -166,6 +176,7 @@ class CameraReader:
             live=camera.live,
             max_reconnects=camera.max_reconnects,
             max_frames=max_frames,
+            open_timeout_s=camera.open_timeout_s,
         )
 
     @property
@@ -174,7 +185,7 @@ class CameraReader:
 
     def _open_first(self) -> _Capture | None:
         try:
-            capture = _Capture(self.source, None, self.start_time)
+            capture = _Capture(self.source, None, self.start_time, self.open_timeout_s)
             if self.crop is not None:
                 self._check_crop(*capture.size())
             return capture
@@ -236,7 +247,7 @@ class CameraReader:
                 return None
             self.stats.reconnects += 1
             try:
-                capture = _Capture(self.source, None, self.start_time)
+                capture = _Capture(self.source, None, self.start_time, self.open_timeout_s)
                 log.info("camera %s: reconnected", self.camera_id)
                 return capture
             except SourceError as exc:

@@ -26,10 +26,18 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import rankdata
 
+from pipeline.matcher.camera_links import CameraLinks
+from pipeline.matcher.codec import mean_vector, representative
 from pipeline.matcher.config import MatcherConfig
-from pipeline.matcher.evidence import LLR_CLIP, AppearanceEvidence, TransitModel, sample_gaps
+from pipeline.matcher.evidence import (
+    LLR_CLIP,
+    AppearanceEvidence,
+    PairedAppearance,
+    TransitModel,
+)
 from pipeline.matcher.gates import rejection
 from pipeline.matcher.geometry import SpatialEvidence
+from pipeline.matcher.moves import consecutive_pairs, junction_llr, learn_transit, transit_scores
 from pipeline.matcher.types import Sighting, Tracklet
 from reid.runtime.clustering import (
     MIN_NEGATIVES,
@@ -53,8 +61,7 @@ FUSED_NEIGHBOURS = 200  # in the second pass, where time may link dissimilar-loo
 
 def tracklet_vectors(tracklets: Sequence[Tracklet]) -> np.ndarray:
     """``[N, D]`` L2-normalised mean exemplar feature of each tracklet."""
-    means = np.stack([t.features.mean(axis=0) for t in tracklets]).astype(np.float32)
-    return means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+    return np.stack([mean_vector(t) for t in tracklets])
 
 
 def cannot_link_pairs(tracklets: Sequence[Tracklet], config: MatcherConfig) -> np.ndarray:
@@ -95,21 +102,6 @@ def calibrate(vectors: np.ndarray, negatives: np.ndarray, config: MatcherConfig)
     return Calibration(quantile_threshold(d, rate), len(negatives), rate, True)
 
 
-def _junction_llr(
-    tracklets: Sequence[Tracklet], ca: Cluster, cb: Cluster, transit: TransitModel
-) -> float:
-    """Transit evidence of the moves between ``ca`` and ``cb`` that a merge would create."""
-    sequence = sorted(
-        [(tracklets[n].start, tracklets[n].end, tracklets[n].camera_id, 0) for n in ca.members]
-        + [(tracklets[n].start, tracklets[n].end, tracklets[n].camera_id, 1) for n in cb.members]
-    )
-    return sum(
-        transit.llr(x[2], y[2], y[0] - x[1])
-        for x, y in zip(sequence, sequence[1:], strict=False)
-        if x[3] != y[3]
-    )
-
-
 @dataclass(frozen=True)
 class AttentionInputs:
     """Attention consistency for re-association: per tracklet, its representative crop (the
@@ -135,15 +127,14 @@ class AttentionInputs:
 
 
 def representatives(tracklets: Sequence[Tracklet]) -> tuple[np.ndarray, np.ndarray] | None:
-    """Each tracklet's crop closest to its mean: (features, projections); None when a
-    tracklet carries no attention."""
-    attention = [t.projections for t in tracklets if t.projections is not None]
-    if not tracklets or len(attention) < len(tracklets):
+    """Each tracklet's crop closest to its mean (:func:`~pipeline.matcher.codec.representative`):
+    (features, projections); None when a tracklet carries no attention."""
+    picks = [representative(t) for t in tracklets]
+    if not tracklets or any(p is None for p in picks):
         return None
-    picks = [int(np.argmax(t.features @ t.features.mean(axis=0))) for t in tracklets]
     return (
-        np.stack([t.features[k] for t, k in zip(tracklets, picks, strict=True)]),
-        np.stack([a[k] for a, k in zip(attention, picks, strict=True)]),
+        np.stack([p[0] for p in picks if p is not None]),
+        np.stack([p[1] for p in picks if p is not None]),
     )
 
 
@@ -204,6 +195,7 @@ class Association:
     spatial: SpatialEvidence | None = None
     attention_weight: float = 0.0
     attention_auc: dict[str, float] | None = None  # pseudo-pair AUC per candidate weight
+    links: CameraLinks | None = None  # exit/entry zones and their transit times
 
 
 def associate(
@@ -231,6 +223,17 @@ def associate(
     if not calibration.learned or not config.spatio_temporal:
         return Association(confident, calibration)
     transit = learn_transit(tracklets, confident, config, seed)
+    links = (
+        CameraLinks.fit(
+            tracklets,
+            0.0,  # blind-zone walks; overlapping views are left to the foot-point map
+            config.transit_max_s,
+            consecutive_pairs(tracklets, confident),
+            seed,
+        )
+        if config.camera_links
+        else None
+    )
     spatial = SpatialEvidence.fit(tracklets, config, seed)
     negative_d = pair_distances(vectors, negatives)
     weight, aucs, consistency = 0.0, None, None
@@ -243,13 +246,16 @@ def associate(
             calibration.pair_rate,
         )
         consistency = AppearanceEvidence.fit(negative_att, calibration.pair_rate)
-    if not transit.same and not spatial.pair_llr and weight == 0.0:
-        return Association(confident, calibration, transit, spatial, weight, aucs)
-    appearance = AppearanceEvidence.fit(negative_d, calibration.pair_rate)
+    if not transit.same and not spatial.pair_llr and weight == 0.0 and not (links and links.same):
+        return Association(confident, calibration, transit, spatial, weight, aucs, links)
+    cameras = np.array([t.camera_id for t in tracklets], dtype=object)
+    appearance = PairedAppearance.fit(
+        negative_d, cameras, negatives, calibration.pair_rate, config.appearance_per_camera_pair
+    )
     near, near_d = neighbour_pairs(index, distance, FUSED_NEIGHBOURS, 1.0)
     # transit and attention add at most LLR_CLIP each, so a pair below that on looks can
     # never score above 0 unless position speaks for it (added back as `extra`)
-    hopeful = appearance.llr(near_d) > -LLR_CLIP * (1 + weight)
+    hopeful = appearance.llr(near_d, cameras, near) > -LLR_CLIP * (1 + weight)
     near, near_d = near[hopeful], near_d[hopeful]
     n = len(tracklets)
     seen = np.array(sorted(spatial.pair_llr), np.int64).reshape(-1, 2)
@@ -265,8 +271,10 @@ def associate(
         hit = seen_codes[slot] == codes
         where[hit] = seen_llr[slot[hit]]
     score = (
-        appearance.llr(np.concatenate([near_d, pair_distances(vectors, extra)]))
-        + transit_scores(tracklets, first, second, transit)
+        appearance.llr(
+            np.concatenate([near_d, pair_distances(vectors, extra)]), cameras, candidates
+        )
+        + transit_scores(tracklets, first, second, transit, links)
         + where
     )
     pair_att: dict[int, dict[int, float]] = {}
@@ -289,16 +297,17 @@ def associate(
         where = sum(
             value for x in ca.members for y, value in seen_with.get(x, {}).items() if y in inside
         )
-        looks = float(appearance.llr(ca.average_distance(cb)))
+        looks = appearance.spanning(ca.average_distance(cb), cameras, ca.members, cb.members)
         known = [v for x in ca.members for y, v in pair_att.get(x, {}).items() if y in inside]
         consistent = float(np.mean(known)) if known else 0.0
-        evidence = looks + consistent + _junction_llr(tracklets, ca, cb, transit) + where
+        moves = junction_llr(tracklets, ca, cb, transit, links)
+        evidence = looks + consistent + moves + where
         return evidence > 0 and gates(ca, cb)
 
     labels = merge_constrained(
         vectors, candidates[order][score[order] > 0], negatives, favours_one_person
     )
-    return Association(labels, calibration, transit, spatial, weight, aucs)
+    return Association(labels, calibration, transit, spatial, weight, aucs, links)
 
 
 def _confident_pairs(labels: Sequence[int]) -> np.ndarray:
@@ -308,44 +317,6 @@ def _confident_pairs(labels: Sequence[int]) -> np.ndarray:
         groups.setdefault(label, []).append(n)
     pairs = [(a, b) for m in groups.values() for k, a in enumerate(m) for b in m[k + 1 :]]
     return np.asarray(pairs, np.int64).reshape(-1, 2)
-
-
-def transit_scores(
-    tracklets: Sequence[Tracklet], first: np.ndarray, second: np.ndarray, transit: TransitModel
-) -> np.ndarray:
-    """Transit log odds of many pairs (the one starting first is the source)."""
-    starts = np.array([t.start for t in tracklets])
-    ends = np.array([t.end for t in tracklets])
-    cameras = np.array([t.camera_id for t in tracklets], dtype=object)
-    earlier = np.where(starts[first] <= starts[second], first, second)
-    later = np.where(earlier == first, second, first)
-    return transit.llr_many(cameras[earlier], cameras[later], starts[later] - ends[earlier])
-
-
-def learn_transit(
-    tracklets: Sequence[Tracklet], labels: Sequence[int], config: MatcherConfig, seed: int = 0
-) -> TransitModel:
-    """Transit times of consecutive sightings within confident clusters, against the gaps of
-    all tracklet pairs of the window."""
-    groups: dict[int, list[int]] = {}
-    for n, label in enumerate(labels):
-        groups.setdefault(label, []).append(n)
-    linked: dict[tuple[str, str], list[float]] = {}
-    for members in groups.values():
-        seq = sorted(members, key=lambda n: tracklets[n].start)
-        for x, y in zip(seq, seq[1:], strict=False):
-            pair = (tracklets[x].camera_id, tracklets[y].camera_id)
-            linked.setdefault(pair, []).append(tracklets[y].start - tracklets[x].end)
-    lo, hi = -config.transit_overlap_s, config.transit_max_s
-    background = sample_gaps(
-        [t.camera_id for t in tracklets],
-        np.array([t.start for t in tracklets]),
-        np.array([t.end for t in tracklets]),
-        lo,
-        hi,
-        np.random.default_rng(seed),
-    )
-    return TransitModel.fit({p: np.array(v) for p, v in linked.items()}, background, lo, hi)
 
 
 def cluster_tracklets(

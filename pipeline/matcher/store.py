@@ -28,30 +28,42 @@ def _script(name: str) -> str:
     return resources.files("pipeline.matcher").joinpath(f"lua/{name}.lua").read_text()
 
 
+class RedisFull(RedisUnavailable):
+    """Redis refuses writes: ``maxmemory`` reached under ``noeviction`` (as shipped, so
+    identities are never evicted silently)."""
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How long Redis calls ride out an outage: redis-py retries each command briefly; this
-    outer loop rides out restarts of up to ``budget_s``, or ``stopping_budget_s`` once
-    ``stopping`` is set (a SIGTERM leaves seconds, not a minute)."""
+    """How long Redis calls ride out an outage: each command has a deadline (the client's
+    socket timeouts, :func:`~pipeline.matcher.connection.connect`); this outer loop rides
+    out restarts for up to ``budget_s`` of wall-clock time, or ``stopping_budget_s`` once
+    ``stopping`` is set (a SIGTERM leaves seconds, not a minute). A full Redis is not
+    retried: it stays full until someone acts."""
 
     budget_s: float = 60.0
     stopping_budget_s: float = 2.0
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def call(self, fn: Any, *args: Any) -> Any:
-        delay, waited = 0.1, 0.0
+        delay, started = 0.1, time.monotonic()
         while True:
             try:
                 return fn(*args)
+            except redis.OutOfMemoryError as exc:
+                raise RedisFull(
+                    f"Redis is full and refuses writes ({exc}): raise its maxmemory or "
+                    "shorten matcher.retention_s"
+                ) from exc
             except RETRY_ERRORS as exc:
                 budget = self.stopping_budget_s if self.stopping.is_set() else self.budget_s
+                waited = time.monotonic() - started
                 if waited + delay > budget:
                     raise RedisUnavailable(
                         f"Redis unavailable after {waited:.0f}s of retries: {exc}"
                     ) from exc
                 log.warning("Redis unavailable (%s); retrying in %.1fs", exc, delay)
                 time.sleep(delay)
-                waited += delay
                 delay = min(delay * 2, 8.0)
 
 

@@ -242,6 +242,9 @@ def serve(
         Path, typer.Option(help="serve crop images and run videos under this")
     ] = Path("runs"),
     max_upload_mb: Annotated[float, typer.Option(min=0.01)] = 5.0,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="serve without any token: anyone may view")
+    ] = False,
 ) -> None:
     """The review page and HTTP API: gallery, identities with timelines and clips, search
     by photo, corrections (merge, split, confirm, not the same person, undo)."""
@@ -249,11 +252,25 @@ def serve(
 
     from pipeline.query.api import create_app
 
+    token, read_token = token or None, read_token or None  # an empty variable is no token
+    if token is None and read_token is None and not no_auth:
+        console.print(
+            "[red]error:[/red] no --token (REID_QUERY_TOKEN) or --read-token "
+            "(REID_QUERY_READ_TOKEN) given, or they are empty: the identities would be open "
+            "to anyone who reaches the port. Give a token, or --no-auth to serve them open"
+        )
+        raise typer.Exit(2)
+    if token is not None and token == read_token:
+        console.print(
+            "[red]error:[/red] --token and --read-token are the same secret: whoever holds it "
+            "could not be told apart as operator or viewer. Give two different tokens"
+        )
+        raise typer.Exit(2)
     service = _run(_service, redis, namespace, model)
     api = create_app(
         service, token, int(max_upload_mb * 1024 * 1024), crops_root, read_token, token_name
     )
-    mode = "token required" if token or read_token else "open for viewing"
+    mode = "token required" if token or read_token else "OPEN to anyone for viewing (--no-auth)"
     if not token:
         mode += "; corrections need --token"
     console.print(f"serving http://{host}:{port}/ ({mode})")

@@ -127,3 +127,22 @@ def test_compose_services_run_real_commands() -> None:
         program = service.get("entrypoint", ["reid-pipeline"])[0]
         parse_command(program, service["command"])
         assert "REID_REDIS_URL" in service["environment"]
+
+
+def test_each_camera_group_writes_its_own_folder_and_gets_time_to_stop() -> None:
+    """Two groups writing one folder used to move each other's runs aside and crash-loop on
+    EBUSY; compose's default 10 s of grace was below a run's shutdown."""
+    compose = yaml.safe_load(substitute((DEPLOY / "compose.yaml").read_text()))
+    workers = [s for name, s in compose["services"].items() if name.startswith("worker")]
+    outs = [s["command"][s["command"].index("--out") + 1] for s in workers]
+    assert len(workers) >= 2 and len(set(outs)) == len(outs)
+    grace = compose["x-app"]["stop_grace_period"]
+    assert int(grace.rstrip("s")) >= 30
+    for path in (DEPLOY / "k8s").glob("*.yaml"):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") in ("Deployment", "StatefulSet"):
+                pod = doc["spec"]["template"]["spec"]
+                assert pod.get("terminationGracePeriodSeconds", 30) >= 30, path.name
+                for c in pod["containers"]:
+                    if "--publish-only" in c.get("args", []):
+                        assert "--out" in c["args"], path.name

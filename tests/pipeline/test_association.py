@@ -14,7 +14,7 @@ from pipeline.matcher.association import (
     fit_attention_weight,
     tracklet_vectors,
 )
-from pipeline.matcher.evidence import AppearanceEvidence, Density
+from pipeline.matcher.evidence import AppearanceEvidence, Density, PairedAppearance
 from pipeline.query.topology import topology_rows
 from tests.pipeline.scenes import overlapping_walkers, same_partition, unit, walkers
 
@@ -63,6 +63,33 @@ def test_clusters_recover_well_separated_people() -> None:
     labels, calibration = cluster_tracklets(tracklets, MatcherConfig())
     assert calibration.learned
     assert same_partition(labels, truth)
+
+
+def test_camera_bias_is_removed() -> None:
+    """Each camera adds its own strong bias: strangers in one camera look closer than one
+    person in two. Centring on the cameras' means brings the person back together."""
+    tracklets, truth = walkers(12, 3, noise=0.1, seed=4)
+    bias = 1.5 * unit(np.random.default_rng(13).standard_normal((3, 64)))
+    biased = [
+        Tracklet(
+            t.camera_id, t.track_id, t.start, t.end, unit(t.features + bias[int(t.camera_id[-1])])
+        )
+        for t in tracklets
+    ]
+    raw = tracklet_vectors(biased)
+    same_person = [
+        (1 - float(raw[i] @ raw[j])) / 2
+        for i in range(len(raw))
+        for j in range(i + 1, len(raw))
+        if truth[i] == truth[j]
+    ]
+    strangers = [  # seen at once in one camera
+        (1 - float(raw[i] @ raw[j])) / 2
+        for i, j in cannot_link_pairs(biased, MatcherConfig())
+        if biased[i].camera_id == biased[j].camera_id
+    ]
+    assert min(same_person) > max(strangers)  # uncentred, the wrong links come first
+    assert same_partition(cluster_tracklets(biased, MatcherConfig())[0], truth)
 
 
 def test_cannot_link_keeps_lookalikes_apart() -> None:
@@ -131,6 +158,35 @@ def test_density_integrates_to_one_and_appearance_evidence_is_monotone() -> None
     llr = evidence.llr(np.linspace(0.0, 0.3, 50))
     assert np.all(np.diff(llr) <= 1e-12)
     assert evidence.llr(np.quantile(np.linspace(0.05, 0.2, 100), 0.05)) == pytest.approx(0, abs=0.1)
+
+
+def test_appearance_per_camera_pair_is_a_switch() -> None:
+    """Off (the default), every distance is judged against all cannot-links; on, against
+    those of its own camera pair where there are enough, and a cluster pair spanning two
+    camera pairs gets the member-weighted mean of their log odds."""
+    cameras = np.array(["a", "a", "b", "b"], dtype=object)
+    within = np.linspace(0.10, 0.20, 30)  # a-a strangers
+    across = np.linspace(0.30, 0.40, 30)  # a-b strangers
+    negatives = np.array([[0, 1]] * 30 + [[0, 2]] * 30)
+    d = np.r_[within, across]
+    rate = 0.1
+
+    def log_odds(sample: np.ndarray, x: float) -> float:  # log(rate / share closer than x)
+        return float(np.log(rate / (np.searchsorted(np.sort(sample), x) / len(sample))))
+
+    off = PairedAppearance.fit(d, cameras, negatives, rate, per_pair=False)
+    on = PairedAppearance.fit(d, cameras, negatives, rate, per_pair=True)
+    assert off.by_pair == {} and sorted(on.by_pair) == ["a\ta", "a\tb"]
+    pairs = np.array([[0, 1], [1, 3]])
+    x = np.array([0.35, 0.35])
+    np.testing.assert_allclose(off.llr(x, cameras, pairs), [log_odds(d, 0.35)] * 2)
+    np.testing.assert_allclose(off.llr(x, cameras, pairs), AppearanceEvidence.fit(d, rate).llr(x))
+    np.testing.assert_allclose(on.llr(x, cameras, pairs)[1], log_odds(across, 0.35))
+    assert on.llr(x, cameras, pairs)[0] < log_odds(d, 0.35)  # far for two in one camera
+    spanning = on.spanning(0.35, cameras, [0], [1, 2, 3])  # one a-a pair, two a-b pairs
+    expected = (on.by_pair["a\ta"].llr(0.35) + 2 * log_odds(across, 0.35)) / 3
+    assert spanning == pytest.approx(float(expected))
+    assert off.spanning(0.35, cameras, [0], [1, 2, 3]) == pytest.approx(log_odds(d, 0.35))
 
 
 def test_overlapping_views_are_mapped_and_used() -> None:

@@ -170,7 +170,8 @@ def test_outputs_survive_redis_gone_at_the_end(
     scene: Path, redis_url: str, namespace: str, tmp_path: Path
 ) -> None:
     """If Redis is unreachable when the run ends (the final re-association and the final
-    identities need it), the outputs are still written, from the online decisions."""
+    identities need it), the outputs are still written, re-associated in memory from the
+    run's records (tests/faults/test_redis_faults.py checks they match a clean run's)."""
     out = tmp_path / "run"
     config = load_pipeline_config(
         scene,
@@ -183,13 +184,11 @@ def test_outputs_survive_redis_gone_at_the_end(
 
     pipeline.sink.matcher.relink = unreachable
     summary = pipeline.run()
-    online = {row.identity for row in pipeline.outputs.recorded().values()}
     ids = json.loads((out / "ids.json").read_text())["identities"]
-    assert set(ids.values()) == online and summary["identities"] == len(online)
+    assert summary["identities"] == len(set(ids.values())) > 0
     assert (out / "mtmc.txt").read_text() and (out / "summary.json").is_file()
     assert pipeline._embedded == {}  # no embedding outlives its track
     assert pipeline.outputs.live_identity == {}  # nor its identity (sightings.jsonl has it)
-    assert pipeline.outputs.record._summaries == {}
 
 
 def test_rematch_with_the_same_model_reproduces_the_run(

@@ -282,3 +282,12 @@ def test_queries_read_without_the_candidate_index(populated, redis_url: str) -> 
     assert service._gallery is None  # nothing built so far
     hits = service.search_image(cv2.imread(write_crop(root, "query", (20, 20, 230))), k=1)
     assert hits[0]["identity"] == ids["red"] and service._gallery is not None
+
+
+def test_serve_refuses_to_open_the_identities_without_a_token_unless_told() -> None:
+    """An empty REID_QUERY_TOKEN used to leave the API open with no word of it."""
+    runner = CliRunner()
+    empty = runner.invoke(cli, ["serve"], env={"REID_QUERY_TOKEN": ""})
+    assert empty.exit_code == 2 and "--no-auth" in empty.output and "empty" in empty.output
+    same = runner.invoke(cli, ["serve", "--token", "s3cret", "--read-token", "s3cret"])
+    assert same.exit_code == 2 and "same secret" in same.output

@@ -4,6 +4,7 @@ nothing lost while live matchers race it."""
 from __future__ import annotations
 
 import multiprocessing as mp
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,6 +16,13 @@ from pipeline.query.service import QueryService
 from tests.pipeline.scenes import same_partition, walkers
 
 pytestmark = pytest.mark.redis
+
+
+def with_noise_maps(tracklets: list, truth: list, seed: int) -> tuple[list, list]:
+    """The tracklets with random projections ([K, 512, 4, 2]) as their attention maps."""
+    rng = np.random.default_rng(seed)
+    maps = [rng.random((len(t.features), 512, 4, 2)).astype(np.float32) for t in tracklets]
+    return [replace(t, projections=m) for t, m in zip(tracklets, maps, strict=True)], truth
 
 
 def recorded(matcher: Matcher, tracklets: list) -> list[str]:
@@ -119,19 +127,7 @@ def test_relink_weighs_attention_when_the_model_exports_it(redis_url: str, names
     from reid.runtime.consistency import attention_scorer
 
     scorer = attention_scorer(CASN(5, backbone="resnet18").eval())
-    rng = np.random.default_rng(15)
-    tracklets, truth = walkers(12, 3, noise=0.1, dim=512, seed=15)
-    tracklets = [
-        type(t)(
-            t.camera_id,
-            t.track_id,
-            t.start,
-            t.end,
-            t.features,
-            rng.random((len(t.features), 512, 4, 2)).astype(np.float32),
-        )
-        for t in tracklets
-    ]
+    tracklets, truth = with_noise_maps(*walkers(12, 3, noise=0.1, dim=512, seed=15), 15)
     matcher = Matcher(redis_url, namespace, MatcherConfig(link_threshold=1e-6), scorer=scorer)
     for t in tracklets:
         matcher.submit(t)
@@ -158,19 +154,8 @@ def test_rewritten_identities_keep_their_attention_evidence(redis_url: str, name
     from reid.runtime.pair_scoring import combine
 
     scorer = attention_scorer(CASN(5, backbone="resnet18").eval())
-    rng = np.random.default_rng(16)
-    plain, truth = walkers(8, 3, noise=0.1, dim=512, seed=16)
-    tracklets = [
-        type(t)(
-            t.camera_id,
-            t.track_id,
-            t.start,
-            t.end,
-            t.features,
-            rng.random((len(t.features), 512, 4, 2)).astype(np.float32),
-        )
-        for t in plain
-    ]
+    tracklets, truth = with_noise_maps(*walkers(8, 3, noise=0.1, dim=512, seed=16), 16)
+    rng = np.random.default_rng(17)
     config = MatcherConfig(link_threshold=1.0, attention_weight=0.4)
     matcher = Matcher(redis_url, namespace, config, scorer=scorer)
     for t in tracklets:  # strangers glued together online
@@ -203,9 +188,15 @@ def test_rewritten_identities_keep_their_attention_evidence(redis_url: str, name
     assert len(merged.features) == min(len(members), config.exemplars_per_identity)
 
     # and the next decision against it weighs attention, as for a fresh identity
-    query = members[-1]
+    query = members[-1]  # a new crop of the same person, not one of the exemplars
+    near = query.features[:1] + 0.02 * rng.standard_normal(query.features[:1].shape)
     new = type(query)(
-        "cam9", 1, query.end + 500.0, query.end + 501.0, query.features[:1], query.projections[:1]
+        "cam9",
+        1,
+        query.end + 500.0,
+        query.end + 501.0,
+        (near / np.linalg.norm(near)).astype(np.float32),
+        rng.random((1, 512, 4, 2)).astype(np.float32),
     )
     decision = matcher.decide(new)
     assert decision.identity == b and decision.action == "link"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import threading
 import time
 from pathlib import Path
@@ -101,3 +102,19 @@ def test_live_source_reconnects_after_loss(tmp_path: Path) -> None:
     reader.start()
     frames = drain(reader, timeout=30)
     assert len(frames) >= 5 and reader.stats.reconnects >= 1
+
+
+@pytest.mark.timeout(60)
+def test_a_stream_that_accepts_and_never_sends_gives_up_after_its_timeout() -> None:
+    """A camera that takes the connection and sends nothing used to hold the run's start
+    for 30 s (and each such camera after it); now it waits ``open_timeout_s`` and is
+    retried in the background like any lost live camera."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    held: list = []
+    threading.Thread(target=lambda: held.append(server.accept()), daemon=True).start()
+    url = f"rtsp://127.0.0.1:{server.getsockname()[1]}/silent"
+    reader = CameraReader("door", url, open_timeout_s=0.5, max_reconnects=0)
+    assert reader.live and reader.capture is None  # not opened; no exception, no hang
+    server.close()
