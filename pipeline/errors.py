@@ -2,6 +2,7 @@
 
 from detectors import DetectorError
 from pipeline.matcher import RedisUnavailable, TrackletError
+from pipeline.output_folder import OutputFolderError
 from pipeline.sources import SourceError
 from reid.config import ConfigError
 from reid.models.checkpoint import CheckpointError
@@ -15,5 +16,6 @@ USER_ERRORS = (
     CheckpointError,
     RedisUnavailable,
     TrackletError,
+    OutputFolderError,
     FileNotFoundError,
 )

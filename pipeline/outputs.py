@@ -34,6 +34,7 @@ import numpy as np
 from pipeline.config import OutputConfig
 from pipeline.matcher import Decision, Tracklet
 from pipeline.matcher.relink import RelinkReport
+from pipeline.output_folder import claim
 from pipeline.run_record import RunRecorder, write_identities, write_mtmc
 from pipeline.sources import Frame
 from pipeline.tracking import Track
@@ -58,31 +59,6 @@ def _color(key: str) -> tuple[int, int, int]:
     return int(b), int(g), int(r)
 
 
-RUN_MARKERS = (
-    "summary.json",
-    "events.jsonl",
-    "tracklets.jsonl",
-    "boxes.txt",
-    "mtmc.txt",
-    SIGHTINGS,
-)
-
-
-def keep_previous_run(folder: Path) -> Path | None:
-    """If ``folder`` holds an earlier run, move it aside to ``<folder>.<n>`` (the first free
-    n) and return where: a new run never rewrites an earlier run's crops or appends to its
-    events."""
-    if not folder.is_dir() or not any((folder / name).exists() for name in RUN_MARKERS):
-        return None
-    n = 1
-    while folder.with_name(f"{folder.name}.{n}").exists():
-        n += 1
-    kept = folder.with_name(f"{folder.name}.{n}")
-    folder.rename(kept)
-    log.warning("%s held an earlier run: kept as %s", folder, kept)
-    return kept
-
-
 class RunOutputs:
     """Writes every output of one run; :meth:`close` finishes the files."""
 
@@ -92,10 +68,11 @@ class RunOutputs:
         config: OutputConfig,
         camera_ids: list[str],
         overlapping: Sequence[Sequence[str]] = (),
+        sources: Sequence[str | int] = (),
     ) -> None:
         self.folder, self.config = Path(folder), config
-        self.previous = keep_previous_run(self.folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        # this run's alone until close(): never another run's, never the footage's
+        self._lock, self.previous = claim(self.folder, sources)
         self.camera_ids = camera_ids
         # the identity of each open track, for the video labels; a track leaves when it ends
         self.live_identity: dict[tuple[str, int], str] = {}
@@ -278,3 +255,4 @@ class RunOutputs:
         if self.config.mtmc:
             write_mtmc(self.folder, final, cameras=self.camera_ids)
         (self.folder / "summary.json").write_text(json.dumps(summary, indent=2))
+        self._lock.close()  # the folder is no longer this run's

@@ -120,7 +120,11 @@ class Pipeline:
         tl = config.tracklets
         self.builders = {cid: TrackletBuilder(cid, **tl.model_dump()) for cid in self.readers}
         self.outputs = RunOutputs(
-            config.outputs.dir, config.outputs, list(self.readers), config.matcher.overlapping
+            config.outputs.dir,
+            config.outputs,
+            list(self.readers),
+            config.matcher.overlapping,
+            [c.source for c in config.cameras],
         )
         self.state = RunState(
             {cid: CameraStats(source=r.stats) for cid, r in self.readers.items()},
