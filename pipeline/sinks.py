@@ -9,6 +9,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Protocol
 
 import redis
@@ -60,6 +61,7 @@ class MatchHere:
         self.session = MatchingSession(matcher)
         self.redis, self.keys = matcher.redis, matcher.keys
         self._run: tuple[RunState, RunOutputs] | None = None
+        self._rewinds = 0  # the gallery's version went back this often (restores) so far
 
     @classmethod
     def from_config(
@@ -91,6 +93,22 @@ class MatchHere:
             state.identities.add(decision.identity)
             state.identity_cameras[decision.identity].add(summary.camera_id)
             outputs.decision(summary, decision, tracklet.crops)
+        self._record(reports)
+        if tracklets and self.matcher.gallery.rewinds > self._rewinds:
+            self._rewinds = self.matcher.gallery.rewinds
+            self._resubmit(tracklets[0].epoch)
+
+    def _resubmit(self, epoch: str) -> None:
+        """Redis went back (restored from an older snapshot): what the run decided since then
+        is gone from it, so every track the run recorded is handed over again from its own
+        record (tracklets.jsonl); those Redis still holds are duplicates, the rest are
+        decided again, and none drops out of the outputs."""
+        _, outputs = self._started()
+        again = [replace(t, epoch=epoch) for t in read_tracklets(outputs.folder)]
+        log.warning(
+            "Redis went back to an older state: re-submitting the %d tracks of this run", len(again)
+        )
+        _, reports = self.session.submit(again)
         self._record(reports)
 
     def _record(self, reports: list[RelinkReport]) -> None:
