@@ -18,6 +18,7 @@ summary.json      identities, cross-camera links, frames, per-stage time
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -172,10 +173,13 @@ class RunOutputs:
     def recorded(self) -> dict[tuple[str, int], LastDecision]:
         """Every decided track's last decision (from sightings.jsonl: read, not kept)."""
         if not self.sightings.closed:
-            self.sightings.flush()
+            with contextlib.suppress(OSError):  # a full disk: what reached it is read below
+                self.sightings.flush()
         rows: dict[tuple[str, int], LastDecision] = {}
         with (self.folder / SIGHTINGS).open() as lines:
             for line in lines:
+                if not line.endswith("\n"):  # cut short mid-line (a full disk)
+                    break
                 camera, track, identity, end, crops = json.loads(line)
                 rows[(camera, track)] = LastDecision(identity, end, tuple(crops))
         return rows

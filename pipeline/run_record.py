@@ -20,12 +20,14 @@ with new identities.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 import cv2
 import numpy as np
@@ -55,7 +57,7 @@ class RunRecorder:
             json.dumps({"cameras": list(cameras), "overlapping": [list(p) for p in overlapping]})
         )
         self._boxes: TextIO = (folder / BOXES).open("w")
-        self._tracklets: TextIO = (folder / TRACKLETS).open("w")
+        self._tracklets: BinaryIO = (folder / TRACKLETS).open("wb", buffering=0)
         self._written = 0  # summaries so far: each one's file name
 
     def box(self, camera: str, frame: int, track: int, xyxy: np.ndarray) -> None:
@@ -82,12 +84,24 @@ class RunRecorder:
             "embedding": str((folder / f"summary{n}.npz").relative_to(self.folder)),
             "batch": batch,
         }
-        self._tracklets.write(json.dumps(record) + "\n")
-        self._tracklets.flush()
+        _append_line(self._tracklets, json.dumps(record) + "\n")
 
     def close(self) -> None:
         self._boxes.close()
         self._tracklets.close()
+
+
+def _append_line(handle: BinaryIO, line: str) -> None:
+    """Append one whole line or nothing: a write the disk cuts short (full) is taken back,
+    so a reader never meets half a record."""
+    data, at = line.encode(), handle.tell()
+    try:
+        if handle.write(data) != len(data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    except OSError:
+        handle.truncate(at)
+        handle.seek(at)
+        raise
 
 
 def read_summaries(
@@ -231,6 +245,9 @@ def write_mtmc(
     cache: dict[tuple[str, int], str | None] = {}
     with source.open() as boxes, out.open("w") as handle:
         for line in boxes:
+            if not line.endswith("\n"):  # a run cut short (disk full, killed) mid-line
+                log.warning("%s: its last line is incomplete and left out", source)
+                break
             camera, frame, track, x1, y1, x2, y2 = line.split()
             key = (camera, int(track))
             if key not in cache:

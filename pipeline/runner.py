@@ -5,6 +5,7 @@ batches frames for the detector and crops for the embedder across all cameras.
 
 from __future__ import annotations
 
+import errno
 import logging
 import queue
 import threading
@@ -22,6 +23,7 @@ from pipeline.config import PipelineConfig, ReidConfig
 from pipeline.matcher import Decision, RedisUnavailable, Tracklet
 from pipeline.matcher.codec import identity_id
 from pipeline.matcher.store import RedisFull, RetryPolicy, Store
+from pipeline.output_folder import OutputFolderError
 from pipeline.outputs import RunOutputs
 from pipeline.run_state import CameraStats, RunState
 from pipeline.sinks import MatchHere, TrackletSink
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 # seconds (Store.new_session), so two runs' ids could only meet if one made a million tracks
 # per second between their starts; and ids stay below 2**53 (exact in JSON and the page)
 SESSION_SPAN = 10**6
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def build_detectors(config: PipelineConfig) -> dict[str, Detector]:
@@ -293,6 +296,7 @@ class Pipeline:
         open_ids = list(self.readers)
         last_report = 0.0
         redis_gone, lost = False, None  # lost: the Redis error that ended the run early
+        full: OSError | None = None  # the disk filled up
         # the detector works on the next batch (in its thread; the GPU and OpenCV release
         # the GIL) while this one tracks, embeds and matches the batch before it
         ahead: tuple[list[Frame], Future[list]] | None = None
@@ -319,13 +323,18 @@ class Pipeline:
                         last_report = time.perf_counter()
                 if ahead is not None:  # frames read are never dropped
                     self._process(ahead[0], ahead[1].result())
+        except OSError as exc:
+            if exc.errno not in DISK_FULL:
+                raise
+            full = exc  # every line written so far is whole: the outputs end from them
         finally:
             for reader in self.readers.values():
                 reader.stop()
             for builder in self.builders.values():
                 self._pending += builder.flush()
             try:
-                self._submit_pending(force=True, matched=not redis_gone)
+                if full is None:
+                    self._submit_pending(force=True, matched=not redis_gone)
             except RedisUnavailable as exc:
                 redis_gone, lost = True, None if stop.is_set() else exc
             if redis_gone:
@@ -341,8 +350,19 @@ class Pipeline:
             summary = self.state.summary()
             summary["outputs"] = str(self.outputs.folder)
             summary["epoch"] = self.epoch  # `reid-pipeline relink --run` re-associates it
-            self.outputs.close(summary, recorded, final)
+            try:
+                self.outputs.close(summary, recorded, final)
+            except OSError as exc:
+                if exc.errno not in DISK_FULL:
+                    raise
+                full = full or exc
             done.set()
+        if full is not None:
+            raise OutputFolderError(
+                f"the disk holding {self.outputs.folder} is full ({full.strerror}): free space "
+                "and run again (what was written is complete; `reid-pipeline relink --run` "
+                "reads it)"
+            ) from full
         if lost is not None:  # the outputs are written; the run still failed
             raise RedisUnavailable(f"{lost} (outputs written to {self.outputs.folder})") from lost
         return summary
