@@ -65,8 +65,10 @@ class DetectorSettings(Settings):
     with a ``kind`` literal, its fields and their defaults (written only there), and
     ``build``; :data:`detectors.registry.KINDS` lists the kinds."""
 
-    # True: one detector per camera, built from that camera's ``detections`` file
+    # True: one detector per camera (it keeps per-camera state, or reads a camera's file)
     per_camera: ClassVar[bool] = False
+    # True: each camera must give its ``detections`` file (the detector replays it)
+    needs_detections: ClassVar[bool] = False
 
     kind: str
     batch: int = Field(4, ge=1, description="frames per detector call (across cameras)")

@@ -17,6 +17,7 @@ class PrecomputedSettings(DetectorSettings):
     """``detector.kind: precomputed``: each camera replays its ``detections`` MOT file."""
 
     per_camera: ClassVar[bool] = True
+    needs_detections: ClassVar[bool] = True
     kind: Literal["precomputed"] = "precomputed"
 
     def build(self, detections: str | None = None) -> PrecomputedDetector:

@@ -106,7 +106,7 @@ class PipelineConfig(Settings):
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"camera ids must be unique; repeated: {duplicates}")
-        if self.detector.per_camera:
+        if self.detector.needs_detections:
             missing = [c.id for c in self.cameras if c.detections is None]
             if missing:
                 raise ValueError(
@@ -117,6 +117,12 @@ class PipelineConfig(Settings):
             for cam in (rule.source, rule.target):
                 if cam not in known:
                     raise ValueError(f"matcher.topology names unknown camera {cam!r}")
+        for pair in self.matcher.overlapping:
+            unknown = [cam for cam in pair if cam not in known]
+            if unknown:
+                raise ValueError(
+                    f"matcher.overlapping names unknown camera {unknown[0]!r} (cameras: {ids})"
+                )
         return self
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import InitVar, dataclass, field
 
 import numpy as np
 
@@ -47,9 +48,20 @@ class Tracklet:
     crops: tuple[str, ...] = field(default=())
     path: np.ndarray | None = None
     epoch: str = ""
+    # the earlier name of ``projections``: accepted with a warning for a release
+    attention: InitVar[np.ndarray | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, attention: np.ndarray | None) -> None:
         where = f"tracklet {self.camera_id}:{self.track_id}"
+        if attention is not None:
+            warnings.warn(
+                "Tracklet(attention=...) is deprecated: the field is `projections`",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            if self.projections is not None:
+                raise TrackletError(f"{where}: give projections or attention, not both")
+            object.__setattr__(self, "projections", attention)
         if len(self.epoch) > MAX_EPOCH_CHARS or any(c in self.epoch for c in "\t\n"):
             raise TrackletError(f"{where}: epoch must be at most {MAX_EPOCH_CHARS} characters")
         if not self.camera_id or any(c in self.camera_id for c in ":\t\n"):

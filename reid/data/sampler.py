@@ -8,6 +8,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
+from reid.data.datasets import DatasetError
+
 
 class IdentityBatchSampler(Sampler[list[int]]):
     """Batches of ``batch_size // num_instances`` identities with ``num_instances`` images each.
@@ -33,18 +35,18 @@ class IdentityBatchSampler(Sampler[list[int]]):
         world_size: int = 1,
     ) -> None:
         if num_instances < 2 or batch_size % num_instances:
-            raise ValueError(
+            raise DatasetError(
                 f"batch_size ({batch_size}) must be a multiple of num_instances "
                 f"({num_instances}) and num_instances >= 2, so each batch has positive pairs"
             )
         self.per_batch = batch_size // num_instances
         if self.per_batch < 2:
-            raise ValueError("a batch needs at least 2 identities for negative pairs")
+            raise DatasetError("a batch needs at least 2 identities for negative pairs")
         groups: dict[int, list[int]] = {}
         for index, pid in enumerate(pids):
             groups.setdefault(int(pid), []).append(index)
         if len(groups) < self.per_batch:
-            raise ValueError(
+            raise DatasetError(
                 f"{len(groups)} identities cannot fill batches of {self.per_batch} identities"
             )
         self.groups = [groups[p] for p in sorted(groups)]

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from reid.data.datasets import BENCHMARK_SPLITS
+from reid.data.datasets import BENCHMARK_SPLITS, DatasetError
 
 PATTERNS = ("solid", "hstripes", "vstripes", "checks", "two_tone")
 Color = tuple[int, int, int]
@@ -240,7 +240,7 @@ def generate_synthetic(
     File names: ``<pid:04d>_c<cam>s1_<frame:06d>_00.jpg`` (1-based camera).
     """
     if identities < 4 or cameras < 2 or images_per_camera < 2:
-        raise ValueError("need at least 4 identities, 2 cameras and 2 images per camera")
+        raise DatasetError("need at least 4 identities, 2 cameras and 2 images per camera")
     root = Path(root)
     for split in BENCHMARK_SPLITS:
         (root / split).mkdir(parents=True, exist_ok=True)

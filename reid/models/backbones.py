@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
+from reid.config import ConfigError
 from reid.models.osnet import OSNetBody
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def _resnet(factory: Callable[..., tvm.ResNet], channels: int, last_stride: int)
 def _fixed_stride(name: str, build: Callable[[], Backbone]) -> Callable[[int], Backbone]:
     def checked(last_stride: int) -> Backbone:
         if last_stride != 2:
-            raise ValueError(f"last_stride=1 is only supported for ResNet backbones, not {name}")
+            raise ConfigError(f"last_stride=1 is only supported for ResNet backbones, not {name}")
         return build()
 
     return checked
@@ -93,7 +94,7 @@ def build_backbone(
     if name not in BACKBONES:
         raise KeyError(f"unknown backbone {name!r}; valid backbones: {sorted(BACKBONES)}")
     if last_stride not in (1, 2):
-        raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+        raise ConfigError(f"last_stride must be 1 or 2, got {last_stride}")
     backbone = BACKBONES[name](last_stride)
     if pretrained is None:
         return backbone

@@ -45,7 +45,7 @@ from reid.data.run_folder import RunMaterial, read_runs
 from reid.evaluation import extract
 from reid.export.onnx_export import OnnxExport, export_onnx
 from reid.models import CASN
-from reid.models.checkpoint import load_checkpoint
+from reid.models.checkpoint import CheckpointError, load_checkpoint
 from reid.runtime.clustering import (
     MIN_NEGATIVES,
     camera_centred,
@@ -203,10 +203,10 @@ def _carry_over(model: CASN, state: dict) -> None:
     try:
         missing, unexpected = model.load_state_dict(kept, strict=False)
     except RuntimeError as exc:  # same names, other shapes
-        raise ValueError(f"the starting weights do not fit this model: {exc}") from exc
+        raise CheckpointError(f"the starting weights do not fit this model: {exc}") from exc
     wrong = [k for k in missing if not k.startswith("classifier.")] + list(unexpected)
     if wrong:
-        raise ValueError(
+        raise CheckpointError(
             f"the starting weights do not fit model {model.backbone_name} "
             f"({len(wrong)} mismatched tensors, e.g. {wrong[0]})"
         )

@@ -18,6 +18,8 @@ from rich.table import Table
 from reid.config import ConfigError, load_yaml_settings, validate_settings
 from reid.data import DatasetError, generate_synthetic, load_dataset
 from reid.evaluation import EvalResult, evaluate
+from reid.metrics import NoValidQueryError
+from reid.models.backbones import PretrainedWeightsError
 from reid.training.checkpoint import CheckpointError, trained_model
 from reid.training.config import TrainConfig
 from reid.training.distributed import init_distributed, shutdown
@@ -29,7 +31,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
-USER_ERRORS = (ConfigError, DatasetError, CheckpointError, ValueError, RuntimeError)
+# errors a user can fix: reported in one line. Anything else (a CUDA out-of-memory, a
+# shape bug) shows its traceback
+USER_ERRORS = (
+    ConfigError,
+    DatasetError,
+    CheckpointError,
+    PretrainedWeightsError,
+    NoValidQueryError,
+)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -160,14 +170,15 @@ def _input_size(text: str) -> tuple[int, int]:
     return height, width
 
 
-def import_to_checkpoint(file: Path, fmt: str, out: Path, input_size: str) -> Path:
-    """A public re-id checkpoint -> a reid-train checkpoint at ``out``."""
+def import_to_checkpoint(file: Path, fmt: str, out: Path, input_size: str) -> tuple[Path, str]:
+    """A public re-id checkpoint -> a reid-train checkpoint at ``out``; and its backbone."""
     from reid.models.public_weights import import_public
     from reid.training.checkpoint import save_untrained
 
     model, config = import_public(file, fmt, _input_size(input_size))
     imported_from = {"file": str(file), "format": fmt}
-    return save_untrained(out, model, config, num_classes=1, imported_from=imported_from)
+    path = save_untrained(out, model, config, num_classes=1, imported_from=imported_from)
+    return path, model.backbone_name
 
 
 @app.command("import")
@@ -183,11 +194,11 @@ def import_command(
 ) -> None:
     """Make a CASN checkpoint from public re-id weights (Market-1501 / MSMT17 models)."""
     try:
-        import_to_checkpoint(file, fmt, out, input_size)
+        _, backbone = import_to_checkpoint(file, fmt, out, input_size)
     except USER_ERRORS as exc:
         raise _fail(exc) from None
     console.print(
-        f"{out}: CASN ResNet50 with the {fmt} backbone of {file}; export it with "
+        f"{out}: CASN {backbone} with the {fmt} backbone of {file}; export it with "
         f"`reid-export onnx --checkpoint {out}` or adapt it with `reid-train adapt --init {out}`"
     )
 
@@ -224,7 +235,7 @@ def adapt_command(
     try:
         settings = load_yaml_settings(config, AdaptConfig, overrides or [])
         if init is not None and init_format is not None:
-            init = import_to_checkpoint(init, init_format, out / "imported.pt", "256x128")
+            init, _ = import_to_checkpoint(init, init_format, out / "imported.pt", "256x128")
         report = adapt(runs, out, settings, init, console, constraints)
     except TrainingInterrupted as exc:
         console.print(f"[yellow]{exc}[/yellow]")

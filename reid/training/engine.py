@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader
 
+from reid.config import ConfigError
 from reid.data.datasets import ReidDataset
 from reid.data.loading import ImageDataset, build_transform
 from reid.data.sampler import IdentityBatchSampler
@@ -66,7 +67,7 @@ def resolve_device(name: str, ctx: DistContext) -> torch.device:
     if name == "cuda" and ctx.enabled:
         name = f"cuda:{ctx.local_rank}"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+        raise ConfigError(f"device {name!r} requested but CUDA is not available")
     return torch.device(name)
 
 

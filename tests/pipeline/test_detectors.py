@@ -14,6 +14,7 @@ from detectors.precomputed import read_mot
 from pipeline.config import load_pipeline_config
 from pipeline.crop_quality import iou_matrix
 from pipeline.runner import build_detectors
+from reid.config import ConfigError
 from reid_demo.scene import generate_scene
 from reid_demo.vtest import fetch_vtest
 
@@ -173,3 +174,30 @@ def test_no_network_access_at_run_time() -> None:
         [sys.executable, "-c", GUARD], capture_output=True, text=True, timeout=300, cwd=ROOT
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def test_motion_kind_runs_from_a_cams_yaml_written_as_the_docs_show(tmp_path: Path) -> None:
+    """Cameras without detections files (motion needs none): it used to fail with
+    "detector.kind motion needs cameras[].detections", a test passing only because the
+    generated scene always writes them."""
+    scene = generate_scene(tmp_path / "scene", people=2, cameras=2, duration=4, seed=4)
+    cams = tmp_path / "cams.yaml"
+    cams.write_text(
+        "cameras:\n"
+        f"  - {{id: door, source: {scene.parent / 'cam0.mp4'}}}\n"
+        f"  - {{id: hall, source: {scene.parent / 'cam1.mp4'}}}\n"
+        "detector: {kind: motion}\n"
+    )
+    detectors = build_detectors(load_pipeline_config(cams))
+    assert set(detectors) == {"door", "hall"} and detectors["door"] is not detectors["hall"]
+    cams.write_text(cams.read_text().replace("kind: motion", "kind: precomputed"))
+    with pytest.raises(
+        ConfigError, match="needs cameras\\[\\].detections for \\['door', 'hall'\\]"
+    ):
+        load_pipeline_config(cams)
+
+
+def test_an_unknown_camera_in_overlapping_is_a_clear_error(tmp_path: Path) -> None:
+    scene = generate_scene(tmp_path / "scene", people=2, cameras=2, duration=4, seed=4)
+    with pytest.raises(ConfigError, match="overlapping names unknown camera 'cam9'"):
+        load_pipeline_config(scene, ["matcher.overlapping=[[cam0, cam9]]"])

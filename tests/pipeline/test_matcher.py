@@ -274,3 +274,14 @@ def test_session_numbers_never_go_back_when_redis_is_restored(
     store.redis.set(store.keys.sessions, 3)  # the snapshot's counter
     time.sleep(2.1)  # sessions are unix seconds (one more when one was taken that second)
     assert store.new_session(60) > second
+
+
+def test_tracklets_written_with_the_earlier_field_name_still_work() -> None:
+    """``attention=`` became ``projections``: code written against the earlier release gets
+    a warning, not a TypeError."""
+    maps = np.random.default_rng(0).random((1, 4, 3, 2)).astype(np.float32)
+    with pytest.warns(DeprecationWarning, match="the field is `projections`"):
+        old = Tracklet("cam1", 1, 0.0, 1.0, person(1)[None], attention=maps)
+    assert old.projections is not None and np.array_equal(old.projections, maps)
+    with pytest.raises(TrackletError, match="not both"), pytest.warns(DeprecationWarning):
+        Tracklet("cam1", 1, 0.0, 1.0, person(1)[None], maps, attention=maps)

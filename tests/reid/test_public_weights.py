@@ -130,6 +130,7 @@ def test_torchreid_osnet_x1_0_imports_with_the_reference_features_and_exports(
         app, ["import", str(path), "--format", "torchreid", "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
+    assert "CASN osnet_x1_0 with the torchreid" in " ".join(result.output.split())  # not ResNet50
     model, state = model_from_checkpoint(out)
     assert state["config"]["model"]["backbone"] == "osnet_x1_0"
     with torch.no_grad():

@@ -22,7 +22,7 @@ from reid.training import (
     TrainingInterrupted,
     load_checkpoint,
 )
-from reid.training.cli import app
+from reid.training.cli import USER_ERRORS, app
 from reid.training.distributed import DistContext, average_gradients, broadcast_state
 from tests.reid.test_metrics import reference_rank
 
@@ -159,6 +159,11 @@ def test_cli_trains_and_evaluates(synthetic_root: Path, tmp_path: Path) -> None:
     assert results[0]["rank1"] == pytest.approx(cmc[0], abs=1e-6)
     bad = runner.invoke(app, ["--config", str(config), "--set", "optim.lr=-1"])
     assert bad.exit_code == 2 and "optim.lr" in bad.output
+    if not torch.cuda.is_available():  # a setting the machine cannot meet: one line
+        gpu = runner.invoke(app, ["--config", str(config), "--set", "device=cuda"])
+        assert gpu.exit_code == 2 and "CUDA is not available" in gpu.output
+    # anything else is no user error: its traceback shows (a shape bug, CUDA out of memory)
+    assert not issubclass(RuntimeError, USER_ERRORS) and not issubclass(ValueError, USER_ERRORS)
 
 
 @pytest.mark.slow
