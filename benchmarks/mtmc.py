@@ -64,13 +64,13 @@ from reid.runtime.clustering import camera_centred, pair_distances
 from reid.runtime.consistency import ConsistencyScorer
 from reid.runtime.metadata import scorer_path
 from reid.runtime.pair_scoring import AttentionScorer
-from reid.training.adapt import AdaptConfig, adapt
+from reid.training.adapt import DEFAULT_ADAPT, AdaptConfig, adapt
 from reid_demo.scene import generate_scene
 from reid_demo.vtest import fetch_vtest
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "runs" / "bench-mtmc"
-ADAPT_CONFIG = ROOT / "configs/train/adapt_mobilenet.yaml"
+ADAPT_CONFIG = DEFAULT_ADAPT
 console = Console(width=150)
 Linker = Callable[[Path, MatcherConfig], Callable[[str, int], str | None]]
 

@@ -299,9 +299,9 @@ def adapt(
         typer.Option(envvar="REID_REDIS_URL", help="Redis URL; default: cams.yaml, else embedded"),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="output folder (default: outputs.dir)")] = None,
-    adapt_config: Annotated[Path, typer.Option(help="reid-train adapt settings")] = Path(
-        "configs/train/adapt_mobilenet.yaml"
-    ),
+    adapt_config: Annotated[
+        Path | None, typer.Option(help="reid-train adapt settings; default: the shipped ones")
+    ] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="key=value override")] = None,
 ) -> None:
     """The loop in one command: run the pipeline over the footage, adapt CASN to it with no
@@ -328,7 +328,8 @@ def adapt(
         console.print(f"[bold]2/3[/bold] adapting to {run_dir} (reid-train adapt)")
         trained = subprocess.run(
             [sys.executable, "-m", "reid.training.cli", "adapt", str(run_dir)]
-            + ["--out", str(model.parent), "--config", str(adapt_config)],
+            + ["--out", str(model.parent)]
+            + (["--config", str(adapt_config)] if adapt_config else []),
             check=False,
         )
         if trained.returncode != 0:

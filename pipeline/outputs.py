@@ -129,14 +129,15 @@ class RunOutputs:
         writer.write(image)
 
     def track_crops(self, summary: TrackletSummary) -> tuple[str, ...]:
-        """Save the crops a tracklet is embedded from; their paths go to the matcher."""
+        """Save the crops a tracklet is embedded from; their absolute paths go to the matcher
+        (a review server started in any folder finds them under its ``--crops-root``)."""
         folder = self.folder / "tracks" / f"{summary.camera_id}_{summary.track_id}"
         folder.mkdir(parents=True, exist_ok=True)
         paths = []
         for n, crop in enumerate(summary.crops):
             path = folder / f"{n}.jpg"
             cv2.imwrite(str(path), crop)
-            paths.append(str(path))
+            paths.append(str(path.resolve()))
         return tuple(paths)
 
     def decision(

@@ -32,6 +32,7 @@ import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -63,8 +64,14 @@ from reid.training.engine import Trainer
 RUN_SPACING_S = 1e7  # runs are laid end to end in time: no cannot-link across runs
 
 
+# the shipped adaptation settings (package data: found from any folder and a wheel install)
+DEFAULT_ADAPT = Path(
+    str(resources.files("reid.training").joinpath("defaults/adapt_mobilenet.yaml"))
+)
+
+
 class AdaptConfig(Settings):
-    """``reid-train adapt`` settings (configs/train/adapt_mobilenet.yaml)."""
+    """``reid-train adapt`` settings (shipped defaults: :data:`DEFAULT_ADAPT`)."""
 
     train: TrainConfig = TrainConfig()
     rounds: int = Field(3, ge=1, description="cluster-then-train rounds")

@@ -207,9 +207,9 @@ def import_command(
 def adapt_command(
     runs: Annotated[list[Path], typer.Argument(help="output folders of reid-pipeline runs")],
     out: Annotated[Path, typer.Option(help="where model.onnx and report.json go")],
-    config: Annotated[Path, typer.Option(help="adaptation YAML")] = Path(
-        "configs/train/adapt_mobilenet.yaml"
-    ),
+    config: Annotated[
+        Path | None, typer.Option(help="adaptation YAML; default: the shipped settings")
+    ] = None,
     init: Annotated[
         Path | None, typer.Option(help="start from this checkpoint instead of ImageNet")
     ] = None,
@@ -229,11 +229,11 @@ def adapt_command(
 ) -> None:
     """Train CASN on the site's own tracklets, with no labels (or an operator's must-link /
     cannot-link constraints), and export it."""
-    from reid.training.adapt import AdaptConfig, adapt
+    from reid.training.adapt import DEFAULT_ADAPT, AdaptConfig, adapt
 
     _setup_logging(verbose)
     try:
-        settings = load_yaml_settings(config, AdaptConfig, overrides or [])
+        settings = load_yaml_settings(config or DEFAULT_ADAPT, AdaptConfig, overrides or [])
         if init is not None and init_format is not None:
             init, _ = import_to_checkpoint(init, init_format, out / "imported.pt", "256x128")
         report = adapt(runs, out, settings, init, console, constraints)

@@ -291,3 +291,32 @@ def test_serve_refuses_to_open_the_identities_without_a_token_unless_told() -> N
     assert empty.exit_code == 2 and "--no-auth" in empty.output and "empty" in empty.output
     same = runner.invoke(cli, ["serve", "--token", "s3cret", "--read-token", "s3cret"])
     assert same.exit_code == 2 and "same secret" in same.output
+
+
+@pytest.mark.slow
+def test_crops_answer_from_a_server_started_in_another_folder(
+    tmp_path: Path, redis_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run made with a relative --out, served from another folder with --crops-root:
+    every crop answers (they were stored relative to the pipeline's folder and resolved
+    against the server's, so every one was "missing")."""
+    from reid_demo.scene import generate_scene
+    from tests.pipeline.runs import run_pipeline
+
+    scene = generate_scene(tmp_path / "scene", people=3, cameras=2, duration=12, seed=3)
+    site, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
+    site.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(site)
+    result = run_pipeline(scene, redis_url, Path("runs/today"), namespace)
+    assert result.exit_code == 0, result.output
+    monkeypatch.chdir(elsewhere)
+    reader = IdentityReader(redis_url, namespace)
+    api = TestClient(create_app(QueryService(reader), crops_root=site / "runs"))
+    crops = [
+        crop
+        for name, _ in reader.identities(100)
+        for sighting in reader.trajectory(name)
+        for crop in sighting.crops
+    ]
+    assert crops and all(api.get("/api/crop", params={"path": c}).status_code == 200 for c in crops)

@@ -233,3 +233,21 @@ def test_operator_constraints_join_and_never_cross(tmp_path: Path) -> None:
     assert len(set(fixed)) == len(set(own))  # person 5 cut in two, persons 3 and 4 joined
     with pytest.raises(DatasetError, match="not a constraints file"):
         read_constraints(write_constraints(tmp_path / "x.json", [], []).with_name("nope"), material)
+
+
+def test_adapt_finds_its_shipped_settings_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default settings used to be a path relative to the checkout ("configs/train/
+    adapt_mobilenet.yaml: file not found" anywhere else, and in a wheel install)."""
+    write_run(tmp_path / "run", 4, seed=4, crops_per_tracklet=2)
+    monkeypatch.chdir(tmp_path)
+    small = ["rounds=1", "epochs_per_round=1", "train.model.input_size=[64,32]"]
+    result = CliRunner().invoke(
+        app,
+        ["adapt", str(tmp_path / "run"), "--out", str(tmp_path / "adapted")]
+        + [item for setting in small for item in ("--set", setting)],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "adapted" / "report.json").read_text())
+    assert [r["round"] for r in report["rounds"]] == [0]
