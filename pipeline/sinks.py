@@ -122,23 +122,32 @@ class MatchHere:
         """The last re-association, then every track's identity as it ended (the summary
         counts those). With Redis gone, the run's own records are re-associated in memory
         instead (:func:`~pipeline.matcher.relink.relink_offline`)."""
-        state, outputs = self._started()
-        try:
-            if redis_gone:
-                raise RedisUnavailable("Redis was lost during the run")
-            self._record(self.session.finish())
-            final = {key: self.matcher.identity_of(*key) for key in tracks}
-        except RedisUnavailable as exc:
-            log.error("final re-association in memory, from %s: %s", outputs.folder, exc)
-            online = {track_ref(*key): row.identity for key, row in outputs.recorded().items()}
-            moved = relink_offline(read_tracklets(outputs.folder), online, self.matcher.config)
-            final = {key: moved.get(track_ref(*key), online.get(track_ref(*key))) for key in tracks}
+        state, _ = self._started()
+        tracks = list(tracks)
+        if redis_gone:
+            final = self._relinked_in_memory(tracks, "Redis was lost during the run")
+        else:
+            try:
+                self._record(self.session.finish())
+                final = {key: self.matcher.identity_of(*key) for key in tracks}
+            except RedisUnavailable as exc:
+                final = self._relinked_in_memory(tracks, str(exc))
         state.identities = {i for i in final.values() if i is not None}
         state.identity_cameras = defaultdict(set)
         for (camera, _), identity in final.items():
             if identity is not None:
                 state.identity_cameras[identity].add(camera)
         return lambda camera, track: final.get((camera, track))
+
+    def _relinked_in_memory(
+        self, tracks: list[tuple[str, int]], why: str
+    ) -> dict[tuple[str, int], str | None]:
+        """Each track's identity after re-associating the run's own records in memory."""
+        _, outputs = self._started()
+        log.error("final re-association in memory, from %s: %s", outputs.folder, why)
+        online = {track_ref(*key): row.identity for key, row in outputs.recorded().items()}
+        moved = relink_offline(read_tracklets(outputs.folder), online, self.matcher.config)
+        return {key: moved.get(track_ref(*key), online.get(track_ref(*key))) for key in tracks}
 
 
 class PublishToStream:

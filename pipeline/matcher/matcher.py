@@ -27,6 +27,7 @@ from pipeline.matcher.codec import Exemplars
 from pipeline.matcher.config import MatcherConfig
 from pipeline.matcher.gallery import Gallery
 from pipeline.matcher.gates import rejection
+from pipeline.matcher.keys import Keys
 from pipeline.matcher.reader import IdentityReader
 from pipeline.matcher.relink import Reassociator, RelinkReport
 from pipeline.matcher.store import Store
@@ -120,7 +121,7 @@ class Matcher:
         return getattr(getattr(self, part), name)
 
     @property
-    def keys(self):  # noqa: ANN201
+    def keys(self) -> Keys:
         return self.store.keys
 
     # -- decisions -----------------------------------------------------------------------
