@@ -105,7 +105,9 @@ def run(
         typer.Option(envvar="REID_REDIS_URL", help="Redis URL; default: cams.yaml, else embedded"),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="output folder (default: outputs.dir)")] = None,
-    max_frames: Annotated[int | None, typer.Option(help="stop each camera after N frames")] = None,
+    max_frames: Annotated[
+        int | None, typer.Option(min=1, help="stop each camera after N frames (N >= 1)")
+    ] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="key=value override")] = None,
     live_table: Annotated[bool, typer.Option(help="live per-camera table")] = True,
     only: Annotated[

@@ -76,9 +76,14 @@ class IdentityReader:
         error and who set them aside; the feature blobs are left out."""
         entries = self.store.call(self.redis.xrevrange, self.keys.dead, "+", "-", limit)
         shown = ("camera", "track", "start", "end", "error", "entry", "consumer")
+        # a poison entry need not be UTF-8: shown with replacement characters, never a crash
         return [
             {"id": as_text(entry_id)}
-            | {name: as_text(fields[name.encode()]) for name in shown if name.encode() in fields}
+            | {
+                name: fields[name.encode()].decode(errors="replace")
+                for name in shown
+                if name.encode() in fields
+            }
             for entry_id, fields in entries
         ]
 

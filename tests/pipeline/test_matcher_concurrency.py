@@ -263,3 +263,15 @@ def test_re_association_passes_to_another_matcher_when_its_lease_holder_dies(
     assert other.relinks and client.get(keys.relink_lease) == b"other"
     other.finish()  # a clean exit gives the lease up
     assert client.get(keys.relink_lease) is None
+
+
+def test_dead_letters_that_are_not_utf8_are_listed(redis_url: str, namespace: str) -> None:
+    """`reid-query deadletters` used to die with UnicodeDecodeError on such an entry."""
+    client = redis.Redis.from_url(redis_url)
+    client.xadd(Keys(namespace).dead, {"camera": b"\xff\xfecam", "error": "malformed"})
+    listed = CliRunner().invoke(
+        query_cli, ["deadletters", "--redis", redis_url, "--namespace", namespace, "--json"]
+    )
+    assert listed.exit_code == 0, listed.output
+    (row,) = json.loads(listed.stdout)
+    assert row["camera"] == "\ufffd\ufffdcam" and row["error"] == "malformed"

@@ -318,3 +318,10 @@ def test_stopping_while_redis_is_down_ends_fast_and_keeps_the_outputs(
         for r in map(json.loads, (out / "tracklets.jsonl").read_text().splitlines())
     }
     assert set(pipeline.outputs.recorded()) <= recorded
+
+
+def test_max_frames_below_one_is_refused(scene: Path) -> None:
+    """0 used to mean unlimited and -1 one frame."""
+    for bad in ("0", "-1"):
+        result = CliRunner().invoke(app, ["--cameras", str(scene), "--max-frames", bad])
+        assert result.exit_code == 2 and "--max-frames" in result.output
