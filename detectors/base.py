@@ -9,7 +9,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 import numpy as np
 from pydantic import Field
 
-from reid.config import Settings
+from settingskit import Settings
 
 
 class DetectorError(ValueError):

@@ -16,7 +16,7 @@ from detectors.hog import HogSettings
 from detectors.motion import MotionSettings
 from detectors.precomputed import PrecomputedSettings
 from detectors.yolo import YoloSettings
-from reid.config import kind_union
+from settingskit import kind_union
 
 KINDS: tuple[type[DetectorSettings], ...] = (
     YoloSettings,

@@ -11,7 +11,7 @@ import detectors
 from detectors import KINDS, DetectorSettings
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("reid", "pipeline", "detectors", "reid_demo")
+PACKAGES = ("reid", "pipeline", "detectors", "reid_demo", "settingskit")
 MAX_MODULE_LINES = 400
 
 

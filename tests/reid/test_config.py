@@ -61,3 +61,11 @@ def test_from_config_builds_the_described_model() -> None:
     model = CASN.from_config(config, num_classes=4)
     assert model.variant == "pcb" and model.feature_dim == 6 * 256
     assert model.classifier.heads[0][0].out_features == 64
+
+
+def test_the_shared_settings_helpers_are_still_importable_from_reid_config() -> None:
+    """They live in settingskit (detectors use them without reid); reid.config re-exports."""
+    import settingskit
+    from reid import config
+
+    assert all(getattr(config, name) is getattr(settingskit, name) for name in settingskit.__all__)
