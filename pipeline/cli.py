@@ -9,8 +9,9 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,7 +19,7 @@ from rich.live import Live
 from rich.logging import RichHandler
 from rich.table import Table
 
-from pipeline.config import PipelineConfig, load_pipeline_config
+from pipeline.config import PipelineConfig, load_pipeline_config, redis_refusals
 from pipeline.run_state import RunState
 from pipeline.runner import Pipeline
 from reid.config import ConfigError
@@ -91,6 +92,16 @@ def camera_group(config: PipelineConfig, only: str | None) -> PipelineConfig:
     return config.model_copy(update={"cameras": [c for c in config.cameras if c.id in wanted]})
 
 
+def _metrics(serve: Callable[[Any, int, str], None], source: Any, port: int, host: str) -> None:
+    """Start ``/metrics``; a port it cannot listen on is a ConfigError naming it."""
+    try:
+        serve(source, port, host)
+    except OSError as exc:
+        raise ConfigError(
+            f"metrics port {host}:{port}: {exc.strerror}; give another one (or none)"
+        ) from None
+
+
 def _on_signals(stop: threading.Event) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -145,13 +156,15 @@ def run(
     stop = threading.Event()
     try:
         config = camera_group(load_pipeline_config(cameras, extra), only)
-        sink = PublishToStream.from_config(config.redis) if publish_only else None
-        pipeline = Pipeline(config, max_frames=max_frames, sink=sink)
+        config.outputs.check_folder()
+        with redis_refusals(config.redis.url):
+            sink = PublishToStream.from_config(config.redis) if publish_only else None
+            pipeline = Pipeline(config, max_frames=max_frames, sink=sink)
         _on_signals(stop)
         if config.metrics_port is not None:
             from pipeline.prometheus import serve_metrics
 
-            serve_metrics(pipeline.state, config.metrics_port, config.metrics_host)
+            _metrics(serve_metrics, pipeline.state, config.metrics_port, config.metrics_host)
         if live_table:
             with Live(camera_table(pipeline.state), console=console, refresh_per_second=2) as live:
                 summary = pipeline.run(stop, lambda s: live.update(camera_table(s)))
@@ -197,10 +210,11 @@ def matcher(
         config = load_pipeline_config(cameras, extra)
         scorer = load_scorer(config.reid)
         name = consumer or f"{socket.gethostname()}-{os.getpid()}"
-        store = Store.open(
-            config.redis.url, config.redis.namespace, retry=RetryPolicy(stopping=stop)
-        )
-        store.store_settings(config.matcher, f"matcher {name}")
+        with redis_refusals(config.redis.url):
+            store = Store.open(
+                config.redis.url, config.redis.namespace, retry=RetryPolicy(stopping=stop)
+            )
+            store.store_settings(config.matcher, f"matcher {name}")
         worker = MatcherWorker(
             Matcher(config=config.matcher, scorer=scorer, store=store),
             name,
@@ -209,7 +223,7 @@ def matcher(
         if metrics_port is not None:
             from pipeline.prometheus import serve_worker_metrics
 
-            serve_worker_metrics(worker, metrics_port, config.metrics_host)
+            _metrics(serve_worker_metrics, worker, metrics_port, config.metrics_host)
         _on_signals(stop)
         idle_since = time.monotonic()
         while not stop.is_set():
@@ -262,7 +276,8 @@ def relink(
         config = load_pipeline_config(cameras) if cameras else None
         url = redis or (config.redis.url if config else None)
         ns = namespace or (config.redis if config else RedisConfig()).namespace
-        store = Store.open(url, ns)
+        with redis_refusals(url):
+            store = Store.open(url, ns)
         settings = config.matcher if config else store.configured()
         matcher = Matcher(config=settings, store=store)
         if epoch is None and run_dir is not None and (run_dir / "summary.json").is_file():

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
+import redis
 from pydantic import Field, field_validator, model_validator
 
 from detectors import DetectorConfig
 from detectors.yolo import YoloSettings
+from pipeline.matcher import RedisUnavailable
 from pipeline.matcher.config import MatcherConfig
+from pipeline.matcher.connection import redacted
 from pipeline.tracking import ByteTrackSettings, TrackerConfig
-from reid.config import Settings, load_yaml_settings
+from reid.config import ConfigError, Settings, load_yaml_settings
 
 
 class CameraConfig(Settings):
@@ -66,7 +71,11 @@ class ReidConfig(Settings):
 
 
 class RedisConfig(Settings):
-    url: str | None = Field(None, description="redis:// or rediss:// URL; None: embedded")
+    url: str | None = Field(
+        None,
+        description="redis://, rediss:// or unix:// URL; redis+cluster://host:port for a Redis "
+        "Cluster; None: embedded",
+    )
     namespace: str = Field("reid", pattern=r"^[A-Za-z0-9_.-]+$")
     retry_budget_s: float = Field(
         60.0,
@@ -76,12 +85,37 @@ class RedisConfig(Settings):
     )
 
 
+@contextmanager
+def redis_refusals(url: str | None) -> Iterator[None]:
+    """Connecting to Redis, and a run's first writes: a server that refuses a command there
+    (a database number it does not have, a read-only replica, a user without the rights)
+    is a :class:`RedisUnavailable` naming the URL, not a traceback."""
+    try:
+        yield
+    except redis.ResponseError as exc:
+        where = redacted(url) if url else "the embedded Redis"
+        raise RedisUnavailable(
+            f"Redis at {where} refused: {exc}. Check the database number the URL ends with "
+            "(below the server's `databases`, 16 by default) and the user's rights"
+        ) from None
+
+
 class OutputConfig(Settings):
     dir: str = "runs/pipeline"
     video: bool = True
     crops: bool = True
     events: bool = True
     mtmc: bool = True
+
+    def check_folder(self) -> None:
+        """A ``dir`` that is a file, or lies under one, cannot be the run's folder."""
+        folder = Path(self.dir)
+        for path in (folder, *folder.parents):
+            if path.exists() and not path.is_dir():
+                raise ConfigError(
+                    f"outputs.dir (--out) {folder}: {path} is a file, not a folder; give a "
+                    "folder for the run's outputs"
+                )
 
 
 class PipelineConfig(Settings):
@@ -129,7 +163,10 @@ class PipelineConfig(Settings):
 def load_pipeline_config(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
     """cams.yaml -> :class:`PipelineConfig`; relative source paths are resolved against the
     file's folder when they exist there."""
-    config = load_yaml_settings(path, PipelineConfig, overrides or [])
+    try:
+        config = load_yaml_settings(path, PipelineConfig, overrides or [])
+    except OSError as exc:  # a folder, no permission (a missing file is a ConfigError)
+        raise ConfigError(f"{path}: cannot read it as cams.yaml: {exc.strerror}") from None
     base = Path(path).resolve().parent
     cameras = []
     for cam in config.cameras:

@@ -10,13 +10,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from pipeline.matcher.corrections import Actor, Corrector
+from pipeline.query.crops import NoSuchCrop, crop_file
 from pipeline.query.guard import MULTIPART_OVERHEAD, Guard
+from pipeline.query.page import SecurityHeaders, content_security_policy, review_page
 from pipeline.query.review_api import review_routes
 from pipeline.query.service import QueryError, QueryService
 from pipeline.query.topology import topology_png, topology_rows
-
-PAGE = Path(__file__).with_name("static") / "review.html"
-CROP_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
 
 
 def create_app(
@@ -29,10 +28,11 @@ def create_app(
 ) -> FastAPI:
     """The API and the review page. ``token`` (an operator's, recorded as ``token_name``
     with each correction) or ``read_token`` (views only) is then required as
-    ``Authorization: Bearer <token>`` (or ``?token=`` for viewing) on every /api route;
-    without ``token`` nobody may correct. Crop images and run videos are served only from
-    under ``crops_root``."""
-    app = FastAPI(title="reid-pipeline query", version="1")
+    ``Authorization: Bearer <token>`` (or ``?token=`` for viewing) on every route but the
+    page and /healthz (the OpenAPI schema at /openapi.json too; no Swagger page is served:
+    it would load scripts from elsewhere); without ``token`` nobody may correct. Crop
+    images and run videos are served only from under ``crops_root``."""
+    app = FastAPI(title="reid-pipeline query", version="1", docs_url=None, redoc_url=None)
     tokens = {
         secret: actor
         for secret, actor in (
@@ -43,6 +43,8 @@ def create_app(
     }
     # token and size are checked from the headers, before any upload is read
     app.add_middleware(Guard, tokens=tokens, max_body=max_upload_bytes + MULTIPART_OVERHEAD)
+    html = review_page(open_to_anyone=not tokens)
+    app.add_middleware(SecurityHeaders, policy=content_security_policy(html))  # outermost
     root = Path(crops_root).resolve() if crops_root else None
     app.include_router(review_routes(service, Corrector(service.reader), root))
 
@@ -64,13 +66,13 @@ def create_app(
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
         """The review page: the gallery."""
-        return PAGE.read_text()
+        return html
 
     @app.get("/identity/{identity}", response_class=HTMLResponse, include_in_schema=False)
     def identity_page(identity: str) -> str:
         """The review page opened on one identity (a deep link). The page itself holds no
         data (it asks the API with the token), so it answers alike for any id."""
-        return PAGE.read_text()
+        return html
 
     @app.get("/api/identities")
     def identities(limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[dict]:
@@ -110,14 +112,12 @@ def create_app(
 
     @app.get("/api/crop")
     def crop(path: str) -> FileResponse:
-        """A crop image under the crops root (never events, summaries or videos)."""
+        """A crop image under the crops root that a sighting of the namespace records
+        (never events, summaries, videos or other images)."""
         try:
-            file = Path(path).resolve()
-        except (ValueError, OSError):  # NUL bytes, loops: not a crop either
+            file, kind = crop_file(service, root, path)
+        except NoSuchCrop:
             raise HTTPException(404, "no such crop") from None
-        kind = CROP_TYPES.get(file.suffix.lower())
-        if root is None or kind is None or not file.is_relative_to(root) or not file.is_file():
-            raise HTTPException(404, "no such crop")
         return FileResponse(file, media_type=kind)
 
     return app

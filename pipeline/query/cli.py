@@ -35,8 +35,15 @@ Namespace = Annotated[str, typer.Option(help="key namespace of the pipeline")]
 Json = Annotated[bool, typer.Option("--json", help="JSON instead of a table")]
 
 
-def _service(redis: str | None, namespace: str, model: Path | None = None):  # noqa: ANN202
+def _reader(redis: str | None, namespace: str):  # noqa: ANN202
+    from pipeline.config import redis_refusals
     from pipeline.matcher import IdentityReader
+
+    with redis_refusals(redis):
+        return IdentityReader(redis, namespace)
+
+
+def _service(redis: str | None, namespace: str, model: Path | None = None):  # noqa: ANN202
     from pipeline.query.service import QueryService
 
     embedder = None
@@ -44,7 +51,7 @@ def _service(redis: str | None, namespace: str, model: Path | None = None):  # n
         from reid.runtime import load_embedder
 
         embedder = load_embedder(model)
-    return QueryService(IdentityReader(redis, namespace), embedder)
+    return QueryService(_reader(redis, namespace), embedder)
 
 
 def _run(fn, *args: Any) -> Any:  # noqa: ANN001
@@ -282,10 +289,9 @@ app.add_typer(corrections, name="corrections")
 
 
 def _corrector(redis: str | None, namespace: str):  # noqa: ANN202
-    from pipeline.matcher import IdentityReader
     from pipeline.matcher.corrections import Corrector
 
-    return Corrector(IdentityReader(redis, namespace))
+    return Corrector(_reader(redis, namespace))
 
 
 @corrections.command("list")

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -25,6 +27,7 @@ from pipeline.matcher import Sighting
 
 MARGIN_S = 1.0  # footage before and after the sighting
 MAX_CLIP_S = 60.0
+T = TypeVar("T")
 
 
 class ClipError(LookupError):
@@ -45,24 +48,51 @@ def video_of(sighting: Sighting, root: Path | None) -> Path:
     return video
 
 
+def track_times(path: Path) -> dict[tuple[str, int], tuple[float, float]]:
+    """(camera, track) -> start and end (s) of each tracklet in a run's tracklets.jsonl."""
+    times: dict[tuple[str, int], tuple[float, float]] = {}
+    for line in path.read_text().splitlines():
+        record = json.loads(line) if line.strip() else {}
+        if "camera" in record:
+            times[record["camera"], int(record["track"])] = (record["start"], record["end"])
+    return times
+
+
+def track_frames(path: Path) -> dict[tuple[str, int], tuple[int, int]]:
+    """(camera, track) -> first and last frame number of each track in a run's boxes.txt."""
+    spans: dict[tuple[str, int], tuple[int, int]] = {}
+    with path.open() as boxes:
+        for line in boxes:
+            if not line.endswith("\n"):  # a run cut short mid-line: the last one is partial
+                break
+            camera, frame, track, _ = line.split(" ", 3)
+            key, n = (camera, int(track)), int(frame)
+            first, last = spans.get(key, (n, n))
+            spans[key] = (min(first, n), max(last, n))
+    return spans
+
+
+@lru_cache(maxsize=16)
+def _parsed_once(parse: Callable[[Path], T], path: str, size: int, modified_ns: int) -> T:
+    return parse(Path(path))
+
+
+def parsed(path: Path, parse: Callable[[Path], T]) -> T:
+    """``parse(path)``, parsed again only when the file's size or modification time
+    changes (a run still writing it): a clip request does not re-read a whole run."""
+    stat = path.stat()
+    return _parsed_once(parse, str(path), stat.st_size, stat.st_mtime_ns)
+
+
 def _first_frame_time(run: Path, camera: str, fps: float) -> float:
     """Footage time of the camera's first frame (index 1), fitted from the run's records."""
-    times: dict[int, tuple[float, float]] = {}
-    for line in (run / "tracklets.jsonl").read_text().splitlines():
-        record = json.loads(line) if line.strip() else {}
-        if record.get("camera") == camera:
-            times[int(record["track"])] = (float(record["start"]), float(record["end"]))
-    frames: dict[int, list[int]] = {}
-    with (run / "boxes.txt").open() as boxes:
-        for line in boxes:
-            name, frame, track, _ = line.split(" ", 3)
-            if name == camera and int(track) in times:
-                span = frames.setdefault(int(track), [int(frame), int(frame)])
-                span[0], span[1] = min(span[0], int(frame)), max(span[1], int(frame))
+    times = parsed(run / "tracklets.jsonl", track_times)
+    frames = parsed(run / "boxes.txt", track_frames)
     points = [
         (index, t)
-        for track, (first, last) in frames.items()
-        for index, t in ((first, times[track][0]), (last, times[track][1]))
+        for key, span in frames.items()
+        if key[0] == camera and key in times
+        for index, t in zip(span, times[key], strict=True)
     ]
     if not points:
         raise ClipError(f"{run} recorded no tracks of camera {camera!r}")

@@ -10,6 +10,7 @@ that matches rarely still answers quickly at 100k identities.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -91,11 +92,15 @@ def _start(reader: IdentityReader, cursor: str | None) -> int:
     """The rank (most recent first) a page after ``cursor`` starts at."""
     if not cursor:
         return 0
-    score, _, identity = cursor.partition("|")
+    score, bar, identity = cursor.partition("|")
     try:
         value = float(score)
     except ValueError:
-        raise CursorError(f"cursor {cursor!r} is not one this gallery gave out") from None
+        value = math.nan
+    if not bar or not math.isfinite(value):  # nan would reach Redis as a range bound
+        raise CursorError(
+            f"{cursor!r} is not one this gallery gave out (<score>|<identity>: a page's next)"
+        )
     key = reader.keys.identities
     pipe = reader.redis.pipeline(transaction=True)
     pipe.zrevrank(key, identity)

@@ -36,9 +36,16 @@ class BodyTooLarge(Exception):
     pass
 
 
+def is_public(path: str) -> bool:
+    """The page (which holds no data: it asks the API with the token) and the health check;
+    everything else, the API and its OpenAPI schema included, needs a token."""
+    return path in ("/", "/healthz") or path.startswith("/identity/")
+
+
 class Guard:
-    """``tokens`` (secret -> actor; none: open for viewing) on every ``/api/`` route, as
-    ``Authorization: Bearer`` or ``?token=``; request bodies at most ``max_body`` bytes."""
+    """``tokens`` (secret -> actor; none: open for viewing) on every route but the page's
+    and ``/healthz``, as ``Authorization: Bearer`` or ``?token=``; request bodies at most
+    ``max_body`` bytes."""
 
     def __init__(self, app: ASGIApp, tokens: Mapping[str, Actor], max_body: int) -> None:
         self.app = app
@@ -64,7 +71,7 @@ class Guard:
         return None, in_header
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+        if scope["type"] != "http" or is_public(scope["path"]):
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])

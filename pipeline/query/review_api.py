@@ -90,15 +90,10 @@ def review_routes(service: QueryService, corrector: Corrector, root: Path | None
     router = APIRouter(prefix="/api")
 
     def sighting(camera: str, track: int) -> Sighting:
-        identity = service.reader.identity_of(camera, track)
-        found = [
-            s
-            for s in (service.reader.trajectory(identity) if identity else [])
-            if (s.camera_id, s.track_id) == (camera, track)
-        ]
-        if not found:
-            raise HTTPException(404, f"unknown sighting {camera}:{track}")
-        return found[0]
+        try:
+            return service.sighting(camera, track)
+        except QueryError as exc:
+            raise HTTPException(404, str(exc)) from exc
 
     @router.get("/gallery")
     def gallery(

@@ -117,6 +117,14 @@ class QueryService:
             )
         return self.identity(identity)
 
+    def sighting(self, camera_id: str, track_id: int) -> Sighting:
+        """The sighting of local track ``track_id`` in ``camera_id`` (its crops, times)."""
+        identity = self.reader.identity_of(camera_id, track_id)
+        for s in self.reader.trajectory(identity) if identity else []:
+            if (s.camera_id, s.track_id) == (camera_id, track_id):
+                return s
+        raise QueryError(f"unknown sighting {camera_id}:{track_id}")
+
     def list(self, limit: int = 50) -> Rows:
         """The ``limit`` most recently updated identities (gallery rows, unfiltered)."""
         return gallery_page(self.reader, limit=limit)["rows"]
@@ -138,7 +146,20 @@ class QueryService:
         if image.size == 0:
             raise QueryError("the image is empty")
         features = self.embedder.embed([image]).features
+        self._check_dim(features.shape[1], self.embedder.name)
         return self._ranked(self.gallery.similar(features, k))
+
+    def _check_dim(self, dim: int, model: str) -> None:
+        """A model whose features are not the size the namespace holds cannot search it."""
+        gallery = self.gallery
+        self.reader.store.call(gallery.sync, ())  # the recorded size, and the indexed one
+        held = gallery.feature_dim or gallery.index.dim
+        if held is not None and held != dim:
+            raise QueryError(
+                f"the model {model!r} gives {dim}-d features but namespace "
+                f"{self.reader.keys.namespace!r} holds {held}-d ones: search it with the "
+                "model its runs used"
+            )
 
     def similar(self, identity: str, k: int = 5) -> Rows:
         """The ``k`` identities nearest to ``identity`` (its exemplars against theirs), as

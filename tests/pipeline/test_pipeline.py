@@ -325,3 +325,50 @@ def test_max_frames_below_one_is_refused(scene: Path) -> None:
     for bad in ("0", "-1"):
         result = CliRunner().invoke(app, ["--cameras", str(scene), "--max-frames", bad])
         assert result.exit_code == 2 and "--max-frames" in result.output
+
+
+def one_line_error(result) -> str:  # noqa: ANN001 - click's Result
+    """The run's error message (rich wraps it; whitespace joined), after checking it ended
+    as a user error (exit 2) with no traceback."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and not isinstance(result.exception, OSError)
+    return " ".join(result.output[result.output.index("error:") :].split())
+
+
+def test_a_cams_yaml_that_is_a_folder_is_named(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["--cameras", str(tmp_path), "--no-live-table"])
+    assert (
+        one_line_error(result) == f"error: {tmp_path}: cannot read it as cams.yaml: Is a directory"
+    )
+
+
+def test_an_out_that_is_a_file_is_named(
+    scene: Path, redis_url: str, namespace: str, tmp_path: Path
+) -> None:
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    for out in (taken, taken / "run"):
+        message = one_line_error(run_pipeline(scene, redis_url, out, namespace))
+        assert f"(--out) {out}: {taken} is a file, not a folder" in message
+    assert taken.read_text() == "mine"
+
+
+def test_a_redis_database_the_server_lacks_is_named(
+    scene: Path, redis_url: str, namespace: str, tmp_path: Path
+) -> None:
+    if not redis_url.startswith("redis://"):
+        pytest.skip("needs a Redis server URL")
+    url = redis_url.rsplit("/", 1)[0] + "/99"  # 16 databases by default
+    message = one_line_error(run_pipeline(scene, url, tmp_path / "run", namespace))
+    assert f"Redis at {url} refused: DB index is out of range" in message
+
+
+def test_a_metrics_port_in_use_is_named(
+    scene: Path, redis_url: str, namespace: str, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_pipeline(scene, redis_url, tmp_path / "run", namespace, f"metrics_port={port}")
+    assert f"metrics port 127.0.0.1:{port}: Address already in use" in one_line_error(result)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import re
 import select
 import shutil
 import socket
@@ -66,8 +67,6 @@ def test_http_api_answers_and_guards(populated) -> None:
     assert big.status_code == 413
     junk = client.post("/api/search", headers=auth, files={"image": ("p.jpg", b"not an image")})
     assert junk.status_code == 422 and "not a readable image" in junk.json()["detail"]
-    crop = view["trajectory"][0]["crops"][0]
-    assert client.get("/api/crop", params={"path": crop}, headers=auth).status_code == 200
     escape = client.get("/api/crop", params={"path": "/etc/passwd"}, headers=auth)
     assert escape.status_code == 404
 
@@ -84,6 +83,24 @@ def test_cli_tables_and_json(populated, redis_url: str, namespace: str) -> None:
     assert table.exit_code == 0 and "cam1 -> cam2" in table.stdout
     missing = runner.invoke(cli, ["identity", "nobody", *common])
     assert missing.exit_code == 2 and "unknown identity" in missing.output
+
+
+def test_photo_search_with_another_model_is_one_clear_error(
+    populated, redis_url: str, namespace: str
+) -> None:
+    """The namespace holds 3-d colour features; the ImageNet model gives others."""
+    from reid.runtime.fallback import fallback_onnx
+
+    _, _, root = populated
+    photo = write_crop(root, "query", (20, 20, 230))
+    result = CliRunner().invoke(
+        cli,
+        ["image", photo, "--model", str(fallback_onnx()), "--redis", redis_url]
+        + ["--namespace", namespace],
+    )
+    message = " ".join(result.output.split())
+    assert result.exit_code == 2 and "Traceback" not in message, message
+    assert re.search(r"gives \d+-d features but namespace '[^']+' holds 3-d ones", message)
 
 
 def _free_port() -> int:
@@ -180,8 +197,8 @@ def test_api_answers_hostile_input_with_clear_errors(populated) -> None:
     assert notes.status_code == 404  # only images are served, whatever is under the root
     png = root / "crops" / "p.png"
     cv2.imwrite(str(png), np.zeros((8, 4, 3), np.uint8))
-    served = client.get("/api/crop", params={"path": str(png)}, headers=auth)
-    assert served.status_code == 200 and served.headers["content-type"] == "image/png"
+    stray = client.get("/api/crop", params={"path": str(png)}, headers=auth)
+    assert stray.status_code == 404  # an image, but no sighting's crop
     unicode = {"Authorization": "Bearer s3crét".encode()}
     assert client.get("/api/identities", headers=unicode).status_code == 401
     assert client.get("/api/identities", params={"token": "s3crét"}).status_code == 401

@@ -272,3 +272,68 @@ def test_a_correction_through_the_api_keeps_the_sites_retention_and_exemplars(
         assert 3500 < matcher.redis.ttl(key) <= 3600, key
     features = matcher.redis.hget(keys.exemplars(blue), "features_meta")
     assert json.loads(features)[1][0] == 1  # one exemplar, as the site keeps
+
+
+def test_a_gallery_cursor_it_did_not_give_out_is_refused_naming_it(client) -> None:
+    """``cursor=nan`` used to reach Redis as a range bound: 500."""
+    for cursor in ("nan", "nan|p-x", "x", "inf", "1e999|p-x"):
+        page = client.get("/api/gallery", params={"cursor": cursor}, headers=VIEWER)
+        assert page.status_code == 400, (cursor, page.text)
+        assert page.json()["detail"].startswith("cursor: ") and repr(cursor) in page.text
+    given = client.get("/api/gallery", params={"limit": 1}, headers=VIEWER).json()["next"]
+    assert client.get("/api/gallery", params={"cursor": given}, headers=VIEWER).status_code == 200
+
+
+def test_photo_search_with_another_models_features_names_both_sizes(people) -> None:
+    """A model of another feature size used to fail inside the index: 500."""
+    from reid.runtime import load_embedder
+    from reid.runtime.fallback import fallback_onnx
+
+    matcher, _, root = people
+    model = load_embedder(fallback_onnx())
+    api = TestClient(create_app(QueryService(matcher.reader, model), crops_root=root))
+    photo = Path(write_crop(root, "query", (25, 25, 220))).read_bytes()
+    refused = api.post("/api/search", files={"image": ("q.jpg", photo)})
+    dim = model.embed([np.zeros((256, 128, 3), np.uint8)]).features.shape[1]
+    assert refused.status_code == 422
+    assert f"gives {dim}-d features" in refused.json()["detail"]
+    assert "holds 3-d ones" in refused.json()["detail"]
+
+
+def test_the_api_schema_needs_the_token_and_no_swagger_page_is_served(people, client) -> None:
+    """/docs and /openapi.json answered anyone, token or not."""
+    assert client.get("/openapi.json").status_code == 401
+    assert client.get("/openapi.json", headers=VIEWER).json()["paths"]["/api/gallery"]
+    for path in ("/docs", "/redoc"):
+        assert client.get(path).status_code == 401
+        assert client.get(path, headers=VIEWER).status_code == 404
+    matcher, _, root = people
+    assert client_for(matcher, root).get("/docs").status_code == 404
+
+
+def test_every_answer_forbids_framing_sniffing_and_other_scripts(client) -> None:
+    for response in (
+        client.get("/"),
+        client.get("/identity/p-x"),
+        client.get("/api/gallery", headers=VIEWER),
+        client.get("/api/gallery"),  # 401
+        client.get("/api/identities/p-nobody", headers=VIEWER),  # 404
+    ):
+        headers = response.headers
+        assert headers["x-frame-options"] == "DENY", response.url
+        assert headers["x-content-type-options"] == "nosniff"
+        policy = dict(
+            p.strip().split(" ", 1) for p in headers["content-security-policy"].split(";")
+        )
+        assert policy["default-src"] == "'none'" and policy["frame-ancestors"] == "'none'"
+        assert policy["connect-src"] == "'self'" and "'unsafe-inline'" not in str(policy)
+        assert policy["script-src"].startswith("'sha256-")
+
+
+def test_an_open_server_says_so_on_its_page(people, client) -> None:
+    """``reid-query serve --no-auth`` gave no sign on the page that anyone may look."""
+    matcher, _, root = people
+    page = client_for(matcher, root).get("/").text
+    assert 'id="open-notice"' in page and "no token is needed" in page
+    assert "anyone who can reach this address" in page
+    assert 'id="open-notice"' not in client.get("/").text

@@ -96,6 +96,15 @@ def test_review_page_merges_and_undoes_in_chromium(run, redis_url: str, tmp_path
         assert browser.evaluate("document.querySelectorAll('.bar').length") == len(
             mine["trajectory"]
         )
+        # its Content-Security-Policy admits the page's own style and script, and no other
+        header = "getComputedStyle(document.querySelector('header')).backgroundColor"
+        assert browser.evaluate(header) == "rgb(29, 35, 48)"
+        assert browser.evaluate("document.querySelector('.bar').style.left").endswith("%")
+        browser.evaluate(
+            "document.body.append(Object.assign(document.createElement('script'),"
+            " {textContent: 'window.injected = true'}))"
+        )
+        assert browser.evaluate("window.injected === undefined")
         button = f'[data-action="same-person"][data-identity="{other}"]'
         browser.wait_for(f"!!document.querySelector('{button}')")
         browser.wait_for(

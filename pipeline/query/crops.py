@@ -1,0 +1,51 @@
+"""Which files ``/api/crop`` serves: crop images that the namespace's records reference.
+
+A run writes each tracklet's crops to ``<run>/tracks/<camera>_<track>/`` and records their
+paths with the tracklet's sighting, so a crop's folder names the one sighting to ask. A file
+is served only when it lies under the crops root and that sighting lists it: a stray image
+under the root, a run the namespace never saw, or one more file dropped into a tracks
+folder is not, whatever its name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.query.service import QueryError, QueryService
+
+CROP_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
+
+
+class NoSuchCrop(LookupError):
+    """Not a crop this server serves."""
+
+
+def _resolved(path: str) -> Path | None:
+    try:
+        return Path(path).resolve()
+    except (ValueError, OSError):  # NUL bytes, loops: not a crop either
+        return None
+
+
+def recorded(service: QueryService, file: Path) -> bool:
+    """Whether the sighting that ``file``'s tracks folder names lists ``file``."""
+    camera, _, track = file.parent.name.rpartition("_")
+    if file.parent.parent.name != "tracks" or not camera:
+        return False
+    try:
+        sighting = service.sighting(camera, int(track))
+    except (ValueError, QueryError):
+        return False
+    return any(_resolved(crop) == file for crop in sighting.crops)
+
+
+def crop_file(service: QueryService, root: Path | None, path: str) -> tuple[Path, str]:
+    """The file of crop ``path`` and its media type; :class:`NoSuchCrop` unless it is an
+    image under ``root`` that its sighting records."""
+    file = _resolved(path)
+    kind = CROP_TYPES.get(file.suffix.lower()) if file is not None else None
+    if file is None or kind is None or root is None or not file.is_relative_to(root):
+        raise NoSuchCrop(path)
+    if not file.is_file() or not recorded(service, file):
+        raise NoSuchCrop(path)
+    return file, kind
