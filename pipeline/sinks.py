@@ -167,7 +167,8 @@ class PublishToStream:
                 "through a shared Redis: give its URL (--redis or redis.url); an embedded Redis "
                 "would be private to this process"
             )
-        return cls(TrackletPublisher(connect(redis_config.url), redis_config.namespace))
+        url, namespace = redis_config.url, redis_config.namespace
+        return cls(TrackletPublisher(connect(url, namespace=namespace), namespace))
 
     def start(self, stop: threading.Event, state: RunState, outputs: RunOutputs) -> None:
         self._state = state

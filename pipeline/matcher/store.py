@@ -97,7 +97,11 @@ class Store:
     ) -> Store:
         """A store on ``client``, else on a new connection to ``redis_url`` (None: the
         embedded server)."""
-        return cls(client if client is not None else connect(redis_url), namespace, retry)
+        return cls(
+            client if client is not None else connect(redis_url, namespace=namespace),
+            namespace,
+            retry,
+        )
 
     @property
     def namespace(self) -> str:
