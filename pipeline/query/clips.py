@@ -13,21 +13,18 @@ WebM with OpenCV; the whole file is also served as is (with HTTP ranges) for dow
 
 from __future__ import annotations
 
-import json
 import tempfile
-from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import TypeVar
 
 import cv2
 import numpy as np
 
 from pipeline.matcher import Sighting
+from pipeline.query.run_folders import parsed, run_folder, track_times
 
 MARGIN_S = 1.0  # footage before and after the sighting
 MAX_CLIP_S = 60.0
-T = TypeVar("T")
 
 
 class ClipError(LookupError):
@@ -40,22 +37,13 @@ def video_of(sighting: Sighting, root: Path | None) -> Path:
     if not sighting.crops:
         raise ClipError(f"{where} has no crops, so no run folder to find its video in")
     crop = Path(sighting.crops[0]).resolve()
-    if crop.parents[1].name != "tracks":
+    if len(crop.parents) < 3 or crop.parents[1].name != "tracks":
         raise ClipError(f"{where}: its crops are not in a run's tracks/ folder")
-    video = crop.parents[2] / "video" / f"{sighting.camera_id}.mp4"
-    if root is None or not video.is_relative_to(root) or not video.is_file():
+    run = run_folder(sighting.camera_id, sighting.track_id, crop, root) if root else None
+    video = run / "video" / f"{sighting.camera_id}.mp4" if run is not None else None
+    if video is None or not video.is_file():
         raise ClipError(f"{where}: no annotated video of camera {sighting.camera_id!r} served")
     return video
-
-
-def track_times(path: Path) -> dict[tuple[str, int], tuple[float, float]]:
-    """(camera, track) -> start and end (s) of each tracklet in a run's tracklets.jsonl."""
-    times: dict[tuple[str, int], tuple[float, float]] = {}
-    for line in path.read_text().splitlines():
-        record = json.loads(line) if line.strip() else {}
-        if "camera" in record:
-            times[record["camera"], int(record["track"])] = (record["start"], record["end"])
-    return times
 
 
 def track_frames(path: Path) -> dict[tuple[str, int], tuple[int, int]]:
@@ -70,18 +58,6 @@ def track_frames(path: Path) -> dict[tuple[str, int], tuple[int, int]]:
             first, last = spans.get(key, (n, n))
             spans[key] = (min(first, n), max(last, n))
     return spans
-
-
-@lru_cache(maxsize=16)
-def _parsed_once(parse: Callable[[Path], T], path: str, size: int, modified_ns: int) -> T:
-    return parse(Path(path))
-
-
-def parsed(path: Path, parse: Callable[[Path], T]) -> T:
-    """``parse(path)``, parsed again only when the file's size or modification time
-    changes (a run still writing it): a clip request does not re-read a whole run."""
-    stat = path.stat()
-    return _parsed_once(parse, str(path), stat.st_size, stat.st_mtime_ns)
 
 
 def _first_frame_time(run: Path, camera: str, fps: float) -> float:

@@ -2,15 +2,17 @@
 
 A run writes each tracklet's crops to ``<run>/tracks/<camera>_<track>/`` and records their
 paths with the tracklet's sighting, so a crop's folder names the one sighting to ask. A file
-is served only when it lies under the crops root and that sighting lists it: a stray image
-under the root, a run the namespace never saw, or one more file dropped into a tracks
-folder is not, whatever its name.
+is served only when that sighting lists it and it lies under the crops root (where it was
+recorded, or where its run folder was moved): a stray image under the root, a run the
+namespace never saw, or one more file dropped into a tracks folder is not, whatever its
+name.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.query.run_folders import run_folder
 from pipeline.query.service import QueryError, QueryService
 
 CROP_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
@@ -40,12 +42,16 @@ def recorded(service: QueryService, file: Path) -> bool:
 
 
 def crop_file(service: QueryService, root: Path | None, path: str) -> tuple[Path, str]:
-    """The file of crop ``path`` and its media type; :class:`NoSuchCrop` unless it is an
-    image under ``root`` that its sighting records."""
+    """The file of crop ``path`` and its media type; :class:`NoSuchCrop` unless its sighting
+    records it and it lies under ``root``, where it was recorded or in the folder its run
+    was moved to (:mod:`pipeline.query.run_folders`)."""
     file = _resolved(path)
     kind = CROP_TYPES.get(file.suffix.lower()) if file is not None else None
-    if file is None or kind is None or root is None or not file.is_relative_to(root):
+    if file is None or kind is None or root is None or not recorded(service, file):
         raise NoSuchCrop(path)
-    if not file.is_file() or not recorded(service, file):
+    camera, _, track = file.parent.name.rpartition("_")
+    run = run_folder(camera, int(track), file, root)
+    moved = run / file.relative_to(file.parents[2]) if run is not None else None
+    if moved is None or not moved.is_file():
         raise NoSuchCrop(path)
-    return file, kind
+    return moved, kind

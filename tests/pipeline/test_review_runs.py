@@ -95,3 +95,29 @@ def test_a_second_clip_does_not_parse_the_runs_boxes_again(
         boxes.write(f"{camera} 9999 123 0.0 0.0 1.0 1.0\n")
     assert clip(third)
     assert parses == [folder / "boxes.txt"] * 2
+
+
+def test_crops_and_clips_of_a_run_moved_aside_are_still_served(
+    tmp_path: Path, redis_url: str, namespace: str
+) -> None:
+    """A second run into the same --out keeps the first as <out>.1; the first run's
+    sightings used to point at files that were gone (or, before track ids were unique, at
+    the next run's crops of other people)."""
+    scene = generate_scene(tmp_path / "scene", people=3, cameras=2, duration=12, seed=3)
+    out = tmp_path / "runs" / "site"
+    assert run_pipeline(scene, redis_url, out, namespace).exit_code == 0
+    reader = IdentityReader(redis_url, namespace)
+    first = {(s.camera_id, s.track_id): s for s in sightings(reader)}
+    assert run_pipeline(scene, redis_url, out, namespace).exit_code == 0
+    kept = tmp_path / "runs" / "site.1"
+    assert kept.is_dir() and len(sightings(reader)) > len(first)
+    api = TestClient(create_app(QueryService(reader), crops_root=tmp_path / "runs"))
+    for sighting in first.values():
+        for crop in sighting.crops:
+            answer = api.get("/api/crop", params={"path": crop})
+            moved = kept / Path(crop).relative_to(out)
+            assert answer.status_code == 200 and answer.content == moved.read_bytes(), crop
+    camera, track = next(iter(first))
+    video = api.get(f"/api/sightings/{camera}/{track}/video")
+    assert video.status_code == 200
+    assert video.content == (kept / "video" / f"{camera}.mp4").read_bytes()
