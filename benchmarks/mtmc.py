@@ -113,6 +113,7 @@ def full_frame_run(video: Path) -> Path:
     full = yaml.safe_load(DEMO_CAMS.read_text())
     full["cameras"] = [{"id": "full", "source": str(video.resolve()), "fps": 5}]
     full["detector"] = {**full["detector"], "imgsz": 768, "conf": 0.25}
+    full["matcher"] = {k: v for k, v in full["matcher"].items() if k != "overlapping"}
     folder = CACHE / "vtest-full"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "cams.yaml").write_text(yaml.safe_dump(full))

@@ -37,6 +37,7 @@ from pipeline.matcher.types import Sighting, Tracklet
 log = logging.getLogger(__name__)
 
 SYNC_BATCH = 10_000
+PRUNE_EVERY_S = 60.0  # how often (at most) the index looks for identities Redis expired
 
 
 class Gallery:
@@ -56,6 +57,9 @@ class Gallery:
         self.rewinds = 0  # times the gallery version went back (cleared, or a restore)
         self._cursor = "0-0"
         self._version = 0
+        self._updated: dict[str, float] = {}  # identity -> last update seen (unix s)
+        self._prune_every = min(PRUNE_EVERY_S, self.config.retention_s)
+        self._next_prune = time.time() + self._prune_every
         self.store.call(self._bootstrap)
 
     @property
@@ -68,13 +72,14 @@ class Gallery:
         pipe = self.redis.pipeline(transaction=True)
         pipe.xrevrange(self.keys.events, count=1)
         pipe.get(self.keys.version)
-        pipe.zrange(self.keys.identities, 0, -1)
+        pipe.zrange(self.keys.identities, 0, -1, withscores=True)
         last, version, ids = pipe.execute()
         self.round_trips += 1
         self._cursor = as_text(last[0][0]) if last else "0-0"
         self._version = int(version or 0)
         self.index = IdentityIndex(self.config.index_dim)
-        names = [as_text(i) for i in ids]
+        self._updated = {as_text(i): float(score) for i, score in ids}
+        names = list(self._updated)
         for start in range(0, len(names), 1000):
             chunk = names[start : start + 1000]
             pipe = self.redis.pipeline(transaction=False)
@@ -100,8 +105,10 @@ class Gallery:
             identity = fields[b"identity"].decode()
             if fields[b"type"] == b"merge":
                 self.index.remove(identity)
+                self._updated.pop(identity, None)
             else:
                 self.index.upsert(identity, unpack(fields[b"centroid"], fields[b"centroid_meta"]))
+                self._updated[identity] = int(event_id.split(b"-")[0]) / 1000  # stream time
             self._version = version
             self._cursor = event_id.decode()
         return True
@@ -135,7 +142,28 @@ class Gallery:
                 self._bootstrap()
                 continue
             if len(events) < SYNC_BATCH:
+                self._forget_expired()
                 return records
+
+    def _forget_expired(self) -> None:
+        """Drop from the index the identities Redis has expired (no update within
+        ``retention_s``): they would take top-k places from live ones. Checked with Redis,
+        so a clock that runs ahead never drops a live identity."""
+        now = time.time()
+        if now < self._next_prune:
+            return
+        self._next_prune = now + self._prune_every
+        stale = [i for i, t in self._updated.items() if t < now - self.config.retention_s]
+        if not stale:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for identity in stale:
+            pipe.exists(self.keys.identity(identity))
+        self.round_trips += 1
+        for identity, alive in zip(stale, pipe.execute(), strict=True):
+            if not alive:
+                self.index.remove(identity)
+                del self._updated[identity]
 
     def fetch(self, identities: list[str]) -> tuple[list[Exemplars | None], list[list[Sighting]]]:
         """Round trip 2: exemplars and sightings of ``identities``."""
@@ -151,6 +179,7 @@ class Gallery:
             found = decode_exemplars(raw)
             if found is None:  # expired since the index saw it: forget it
                 self.index.remove(identity)
+                self._updated.pop(identity, None)
             exemplars.append(found)
             sightings.append([decode_sighting(identity, m) for m in members])
         return exemplars, sightings

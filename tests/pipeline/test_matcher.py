@@ -117,7 +117,7 @@ def test_all_state_has_a_ttl_and_expires(redis_url: str, namespace: str) -> None
 def test_the_tracklet_time_index_forgets_expired_tracklets(redis_url: str, namespace: str) -> None:
     """Commits keep the shared keys alive, so expiry alone never shrank the time index of
     tracklets: on a long run it held every tracklet ever seen (benchmarks/soak.py)."""
-    matcher = Matcher(redis_url, namespace, MatcherConfig(retention_s=2))
+    matcher = Matcher(redis_url, namespace, MatcherConfig(retention_s=2, top_k=2))
     keys = Keys(namespace)
     for n in range(3):
         matcher.submit(Tracklet(f"cam{n}", 1, 10.0 * n, 10.0 * n + 1, views(person(n), n)))
@@ -285,3 +285,23 @@ def test_tracklets_written_with_the_earlier_field_name_still_work() -> None:
     assert old.projections is not None and np.array_equal(old.projections, maps)
     with pytest.raises(TrackletError, match="not both"), pytest.warns(DeprecationWarning):
         Tracklet("cam1", 1, 0.0, 1.0, person(1)[None], maps, attention=maps)
+
+
+def test_identities_redis_has_expired_leave_the_matchers_index(
+    redis_url: str, namespace: str
+) -> None:
+    """The in-process index used to keep every identity Redis had expired (305 in it
+    against 212 live on a probe): they take top-k places from the people still live."""
+    matcher = Matcher(redis_url, namespace, MatcherConfig(retention_s=2, top_k=1))
+    regular = matcher.submit(Tracklet("cam1", 0, 0.0, 1.0, views(person(0), 0)))
+    for n in range(1, 12):
+        matcher.submit(Tracklet("cam1", n, n * 100.0, n * 100.0 + 1, views(person(n), n)))
+    for visit in range(1, 4):  # the regular keeps coming back; the others expire
+        time.sleep(1.2)
+        seen = Tracklet(
+            "cam2", visit, 2000.0 + visit * 10, 2001.0 + visit * 10, views(person(0), 50 + visit)
+        )
+        assert matcher.submit(seen) == regular
+    matcher.gallery.sync([])
+    assert {name for name, _ in matcher.reader.identities()} == {regular}
+    assert len(matcher.gallery.index) == 1 and regular in matcher.gallery.index
