@@ -27,6 +27,7 @@ from pipeline.matcher.codec import Exemplars
 from pipeline.matcher.config import MatcherConfig
 from pipeline.matcher.gallery import Gallery
 from pipeline.matcher.gates import rejection
+from pipeline.matcher.index import one_blas_thread
 from pipeline.matcher.keys import Keys
 from pipeline.matcher.reader import IdentityReader
 from pipeline.matcher.relink import Reassociator, RelinkReport
@@ -290,6 +291,10 @@ class Matcher:
         different people (seen at once in one camera or in cameras that do not overlap, so
         one identity cannot take two of them) jointly (:meth:`_decide_jointly`); the rest,
         updates and whatever a rival interrupts one by one."""
+        with one_blas_thread():
+            return self._decide_many(tracklets)
+
+    def _decide_many(self, tracklets: Sequence[Tracklet]) -> list[Decision]:
         order = sorted(range(len(tracklets)), key=lambda n: tracklets[n].end)
         decisions: dict[int, Decision] = {}
         group: list[int] = []
@@ -323,7 +328,8 @@ class Matcher:
     def decide(self, tracklet: Tracklet) -> Decision:
         """Link ``tracklet`` to an identity (or found one) and record it atomically."""
         for attempt in range(self.config.max_retries):
-            decision = self.store.call(self._decide_once, tracklet)
+            with one_blas_thread():
+                decision = self.store.call(self._decide_once, tracklet)
             if decision is not None:
                 return decision
             time.sleep(random.uniform(0, 0.002 * min(attempt, 10)))  # de-synchronise rivals
