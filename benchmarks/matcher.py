@@ -12,9 +12,12 @@ decision cannot beat. Round trips are counted by the matcher.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from unittest import mock
 
 import numpy as np
 from rich.console import Console
@@ -22,12 +25,56 @@ from rich.progress import track
 from rich.table import Table
 
 from pipeline.matcher import Matcher, MatcherConfig, Tracklet, connect
+from pipeline.matcher.index import one_blas_thread
 from pipeline.matcher.keys import Keys
 from pipeline.process import configure_process
 
 
 def unit(v: np.ndarray) -> np.ndarray:
     return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
+
+
+console = Console()
+
+
+def blas_threads(
+    matcher: Matcher,
+    centers: list[np.ndarray],
+    tracklet: Callable[[np.ndarray, str], Tracklet],
+    rng: np.random.Generator,
+    probes: int,
+    rounds: int = 10,
+) -> None:
+    """Decisions at the largest gallery with BLAS on its default threads vs on one thread
+    (what a decision does, :func:`pipeline.matcher.index.one_blas_thread`), interleaved
+    round by round; the median ratio of the rounds' median latencies and its spread."""
+    arms = {"default BLAS threads": contextlib.nullcontext, "one BLAS thread": one_blas_thread}
+    medians: dict[str, list[float]] = {name: [] for name in arms}
+    every: dict[str, list[float]] = {name: [] for name in arms}
+    for _ in range(rounds):
+        batch = [centers[rng.integers(len(centers))] for _ in range(max(probes // rounds, 10))]
+        for name, limit in arms.items():
+            times = []
+            with mock.patch("pipeline.matcher.matcher.one_blas_thread", limit):
+                for center in batch:
+                    t = tracklet(center, "cam1")
+                    start = time.perf_counter()
+                    matcher.decide(t)
+                    times.append((time.perf_counter() - start) * 1e3)
+            medians[name].append(float(np.median(times)))
+            every[name] += times
+    table = Table(title=f"decisions at {len(centers):,} identities: BLAS threads")
+    for col in ("BLAS", "p50 ms", "p99 ms"):
+        table.add_column(col, justify="right")
+    for name, times in every.items():
+        table.add_row(name, *(f"{v:.2f}" for v in np.percentile(times, [50, 99])))
+    console.print(table)
+    ratios = np.array(medians["one BLAS thread"]) / np.array(medians["default BLAS threads"])
+    low, high = np.percentile(ratios, [25, 75])
+    console.print(
+        f"one / default BLAS threads, median of {rounds} interleaved rounds: "
+        f"{np.median(ratios):.3f} (interquartile {low:.3f}-{high:.3f})"
+    )
 
 
 def main() -> None:
@@ -79,7 +126,8 @@ def main() -> None:
                 )
                 t = tracklet(center, "cam1")
                 start = time.perf_counter()
-                matcher.gallery.index.search(t.features, matcher.config.top_k)
+                with one_blas_thread():  # as a decision searches
+                    matcher.gallery.index.search(t.features, matcher.config.top_k)
                 search_ms.append((time.perf_counter() - start) * 1e3)
                 before = matcher.gallery.round_trips
                 start = time.perf_counter()
@@ -99,12 +147,13 @@ def main() -> None:
                 f"{d50 / s50:.1f}x",
                 f"{np.mean(trips):.2f}",
             )
+        console.print(table)
+        blas_threads(matcher, centers, tracklet, rng, args.probes)
     finally:
         keys = Keys(namespace)
         batch = list(matcher.redis.scan_iter(keys.pattern(), count=10_000))
         for i in range(0, len(batch), 10_000):
             matcher.redis.delete(*batch[i : i + 10_000])
-    Console().print(table)
 
 
 if __name__ == "__main__":
