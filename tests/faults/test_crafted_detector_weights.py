@@ -172,7 +172,7 @@ def test_shipped_checkpoint_loads_restricted_and_detects_as_ultralytics_does() -
 
     frame = np.zeros((240, 320, 3), np.uint8)
     frame[40:200, 140:180] = 200  # something to score
-    ours = build_detector("yolo", conf=0.01)
+    ours = build_detector("yolo", weights=str(default_weights()), conf=0.01)
     assert type(ours.model.model).__name__ == "DetectionModel"
     for module in ours.model.model.modules():  # each has its real class back, no stand-in
         cls = type(module)

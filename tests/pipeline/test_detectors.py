@@ -64,7 +64,7 @@ def test_default_yolo_finds_people_where_people_are(vtest_frames) -> None:
 
 
 def test_onnx_weights_agree_with_pt(vtest_frames) -> None:
-    pt = build_detector("yolo").detect(vtest_frames[:1])[0]
+    pt = build_detector("yolo", weights=str(default_weights())).detect(vtest_frames[:1])[0]
     onnx = build_detector("yolo", weights=str(default_weights(onnx=True))).detect(vtest_frames[:1])[
         0
     ]
