@@ -303,6 +303,41 @@ class CameraLinks:
         if excess.sum() > 0:
             self.same[(source, target)] = excess / excess.sum()
 
+    def summary(self) -> dict[str, list[dict[str, object]]]:
+        """What was learned, in the cameras' pixels and seconds (JSON-ready): ``zones`` per
+        camera (exit or entry, mean foot point, share of the camera's events) and ``links``
+        per (exit zone, entry zone) pair holding at least one estimated transition (the
+        walk's most likely time and how many people were estimated to take it)."""
+        zones = [
+            {
+                "camera": camera,
+                "kind": kind,
+                "zone": k,
+                "x": round(float(mean[0] * z.scale + z.centre[0]), 1),
+                "y": round(float(mean[1] * z.scale + z.centre[1]), 1),
+                "share": round(float(weight), 3),
+            }
+            for kind, by_camera in (("exit", self.exit_zones), ("entry", self.entry_zones))
+            for camera, z in sorted(by_camera.items())
+            for k, (mean, weight) in enumerate(zip(z.means, z.weights, strict=True))
+        ]
+        links = []
+        for (source, target), density in sorted(self.same.items()):
+            mass = density.sum(axis=2) * self.transitions[(source, target)]
+            for a, b in zip(*np.nonzero(mass >= 1.0), strict=True):
+                peak = int(np.argmax(density[a, b]))
+                links.append(
+                    {
+                        "source": source,
+                        "exit_zone": int(a),
+                        "target": target,
+                        "entry_zone": int(b),
+                        "transit_s": round(self.lo + (peak + 0.5) * STEP_S, 2),
+                        "transitions": round(float(mass[a, b]), 1),
+                    }
+                )
+        return {"zones": zones, "links": links}
+
     def covers(self, source: str, target: str) -> bool:
         """Whether the model speaks for moves ``source`` -> ``target``."""
         return (source, target) in self.same

@@ -26,6 +26,8 @@ them together on Redis Cluster; ``v1`` versions the layout)::
     {ns}:v1:footage:<epoch>       ZSET   first (earliest start) / last (latest end) that the
                                          footage clock has shown any matcher
     {ns}:v1:topology              HASH   "<src>\t<dst>" -> JSON transit times of confident links
+    {ns}:v1:camera_links          STRING JSON exit/entry zones and the links between them
+                                         (CameraLinks.summary) of the last re-association
     {ns}:v1:events                STREAM new_identity / link / update events
     {ns}:v1:inbox                 STREAM submitted tracklets (consumer group "matchers")
     {ns}:v1:dead                  STREAM inbox entries no matcher could decide, with the error
@@ -91,6 +93,10 @@ class Keys:
     @property
     def relink_lease(self) -> str:
         return f"{self.prefix}:relink_lease"
+
+    @property
+    def camera_links(self) -> str:
+        return f"{self.prefix}:camera_links"
 
     @property
     def topology(self) -> str:

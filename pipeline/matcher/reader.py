@@ -71,6 +71,12 @@ class IdentityReader:
         raw = self.store.call(self.redis.hgetall, self.keys.topology)
         return {tuple(as_text(k).split("\t", 1)): json.loads(v) for k, v in raw.items()}
 
+    def camera_links(self) -> dict[str, list[dict[str, object]]]:
+        """Exit/entry zones and the links between them that the last re-association learned
+        (``matcher.camera_links``; :meth:`CameraLinks.summary`), empty lists before any."""
+        raw = self.store.call(self.redis.get, self.keys.camera_links)
+        return json.loads(raw) if raw else {"zones": [], "links": []}
+
     def dead_letters(self, limit: int = 100) -> list[dict[str, str]]:
         """The newest inbox entries no matcher could decide (``{ns}:v1:dead``), with the
         error and who set them aside; the feature blobs are left out."""

@@ -22,6 +22,7 @@ from typing import cast
 import numpy as np
 
 from pipeline.matcher.association import AttentionInputs, Calibration, associate
+from pipeline.matcher.camera_links import CameraLinks
 from pipeline.matcher.codec import (
     RECORD_FIELDS,
     Recorded,
@@ -238,7 +239,7 @@ class Reassociator:
             )
             labels, calibration = result.labels, result.calibration
             if calibration.learned:
-                self._store(calibration, result.transit)
+                self._store(calibration, result.transit, result.links)
             by_ref = {r.ref: r for r in window}
             current = {r.identity for r in window}
             outside = self._outside(current, set(by_ref)) if window else {}
@@ -269,9 +270,11 @@ class Reassociator:
             result.attention_auc,
         )
 
-    def _store(self, calibration: Calibration, transit: TransitModel | None) -> None:
-        """Keep what the site taught (threshold, transit times of confident links) in Redis,
-        for ``reid-query topology`` and the page."""
+    def _store(
+        self, calibration: Calibration, transit: TransitModel | None, links: CameraLinks | None
+    ) -> None:
+        """Keep what the site taught (threshold, transit times of confident links, camera
+        links from exits and entries) in Redis, for ``reid-query topology`` and the page."""
         ttl = int(self.config.retention_s)
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(
@@ -289,6 +292,8 @@ class Reassociator:
                 },
             )
             pipe.expire(self.keys.topology, ttl)
+        if links is not None and links.same:
+            pipe.set(self.keys.camera_links, json.dumps(links.summary()), ex=ttl)
         pipe.execute()
         self.round_trips += 1
 

@@ -91,12 +91,17 @@ def create_app(
         """Transit times learned per ordered camera pair (re-association)."""
         return topology_rows(service.reader.topology())
 
+    @app.get("/api/camera-links")
+    def camera_links() -> dict:
+        """Exit/entry zones per camera and the links between them (``matcher.camera_links``)."""
+        return service.reader.camera_links()
+
     @app.get("/api/topology.png")
     def topology_plot() -> Response:
-        samples = service.reader.topology()
-        if not topology_rows(samples):
+        samples, links = service.reader.topology(), service.reader.camera_links()
+        if not topology_rows(samples) and not links["zones"]:
             raise HTTPException(404, "no transit times learned yet")
-        return Response(topology_png(samples), media_type="image/png")
+        return Response(topology_png(samples, links), media_type="image/png")
 
     @app.post("/api/search")
     async def search(

@@ -152,16 +152,21 @@ def topology(
     namespace: Namespace = "reid",
     as_json: Json = False,
 ) -> None:
-    """Camera-to-camera transit times learned by re-association (per ordered pair)."""
+    """Camera-to-camera transit times learned by re-association (per ordered pair) and,
+    with matcher.camera_links, the exit/entry zones and the links between them (--json: the
+    transit rows; `reid-query camera-links --json` for the zones and links)."""
     from pipeline.query.topology import topology_png, topology_rows
 
-    samples = _run(_run(_service, redis, namespace).reader.topology)
+    reader = _run(_service, redis, namespace).reader
+    samples, links = _run(reader.topology), _run(reader.camera_links)
     rows = topology_rows(samples)
-    if plot is not None and rows:
-        plot.write_bytes(topology_png(samples))
+    if plot is not None and (rows or links["zones"]):
+        plot.write_bytes(topology_png(samples, links))
         console.print(f"plot written to {plot}")
+    if not as_json and links["links"]:
+        _print_camera_links(links, namespace)
     if not _table_wanted(
-        rows, as_json, "nothing learned yet: transit times appear after a re-association"
+        rows, as_json, "no transit times of confident links yet: they appear after a re-association"
     ):
         return
     table = Table(title=f"learned camera topology ({namespace})")
@@ -173,6 +178,38 @@ def topology(
             str(r["target"]),
             str(r["links"]),
             *(f"{r[k]:.1f}" for k in ("mode_s", "median_s", "spread_s")),
+        )
+    Console().print(table)
+
+
+@app.command("camera-links")
+def camera_links(redis: Redis = None, namespace: Namespace = "reid", as_json: Json = False) -> None:
+    """Exit/entry zones per camera and the links between them that re-association learned
+    from when tracks end and begin (matcher.camera_links)."""
+    links = _run(_run(_service, redis, namespace).reader.camera_links)
+    if as_json:
+        typer.echo(json.dumps(links, indent=2))
+    elif not links["links"]:
+        console.print("no camera links learned yet (matcher.camera_links, then a re-association)")
+    else:
+        _print_camera_links(links, namespace)
+
+
+def _print_camera_links(links: dict, namespace: str) -> None:
+    where = {
+        (z["camera"], z["kind"], z["zone"]): f"({z['x']:.0f}, {z['y']:.0f})" for z in links["zones"]
+    }
+    table = Table(title=f"camera links from exits and entries ({namespace})")
+    for col in ("from", "exit zone (foot px)", "to", "entry zone (foot px)", "transit s", "people"):
+        table.add_column(col, justify="right")
+    for link in links["links"]:
+        table.add_row(
+            str(link["source"]),
+            f"{link['exit_zone']} {where.get((link['source'], 'exit', link['exit_zone']), '')}",
+            str(link["target"]),
+            f"{link['entry_zone']} {where.get((link['target'], 'entry', link['entry_zone']), '')}",
+            f"{link['transit_s']:.1f}",
+            f"{link['transitions']:.0f}",
         )
     Console().print(table)
 

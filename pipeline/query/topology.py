@@ -1,10 +1,13 @@
-"""The camera topology re-association learned: transit times per ordered camera pair, as a
-table (``reid-query topology``, ``GET /api/topology``) and a plot (PNG)."""
+"""The camera topology re-association learned, as tables (``reid-query topology``,
+``GET /api/topology``, ``GET /api/camera-links``) and a plot (PNG): transit times per ordered
+camera pair from confident links, and (``matcher.camera_links``) the exit and entry zones
+of each camera with the links between them learned from when tracks end and begin."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,20 +42,26 @@ def _density(gaps: np.ndarray) -> Density:
     return Density.fit(gaps, lo, hi, STEP_S, 1.0)
 
 
-def topology_png(samples: Mapping[Pair, Sequence[float]]) -> bytes:
-    """One panel per camera pair: the links' transit times and their Parzen density."""
+def topology_png(
+    samples: Mapping[Pair, Sequence[float]], links: Mapping[str, Sequence[dict]] | None = None
+) -> bytes:
+    """One panel per camera pair (the links' transit times and their Parzen density), then
+    one per camera with its exit and entry zones (``links``: the camera links' summary)."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
     pairs = [p for p in sorted(samples) if len(samples[p])]
-    if not pairs:
+    zones = list(links["zones"]) if links else []
+    cameras = sorted({str(z["camera"]) for z in zones})
+    panels = len(pairs) + len(cameras)
+    if not panels:
         raise ValueError("no transit times learned yet: run re-association first")
-    columns = min(3, len(pairs))
-    rows = int(np.ceil(len(pairs) / columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 2.6 * rows), squeeze=False)
-    for ax in axes.ravel()[len(pairs) :]:
+    columns = min(3, panels)
+    rows = int(np.ceil(panels / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 2.8 * rows), squeeze=False)
+    for ax in axes.ravel()[panels:]:
         ax.axis("off")
     for ax, pair in zip(axes.ravel(), pairs, strict=False):
         gaps = np.asarray(samples[pair], np.float64)
@@ -62,8 +71,36 @@ def topology_png(samples: Mapping[Pair, Sequence[float]]) -> bytes:
         ax.plot(grid, density.pdf, color="tab:red")
         ax.set_title(f"{pair[0]} -> {pair[1]} ({len(gaps)} links)", fontsize=9)
         ax.set_xlabel("transit time (s)", fontsize=8)
+    for ax, camera in zip(axes.ravel()[len(pairs) :], cameras, strict=False):
+        _zones_panel(ax, camera, zones, list(links["links"]) if links else [])
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
     return buffer.getvalue()
+
+
+def _zones_panel(ax: Any, camera: str, zones: list[dict], links: list[dict]) -> None:
+    """A camera's zones at their mean foot points (image coordinates: y grows downwards),
+    each exit labelled with where its links lead."""
+    for zone in (z for z in zones if z["camera"] == camera):
+        exit_ = zone["kind"] == "exit"
+        ax.scatter(
+            zone["x"],
+            zone["y"],
+            s=60 + 400 * zone["share"],
+            marker="x" if exit_ else "o",
+            color="tab:red" if exit_ else "tab:green",
+        )
+        leads = [
+            f"{link['target']}:{link['entry_zone']} {link['transit_s']:g}s"
+            for link in links
+            if exit_ and link["source"] == camera and link["exit_zone"] == zone["zone"]
+        ]
+        label = f"{zone['kind']} {zone['zone']}" + (f" -> {', '.join(leads)}" if leads else "")
+        ax.annotate(
+            label, (zone["x"], zone["y"]), fontsize=7, xytext=(4, 4), textcoords="offset points"
+        )
+    ax.invert_yaxis()
+    ax.set_title(f"{camera}: exit (x) and entry (o) zones", fontsize=9)
+    ax.set_xlabel("foot point x (px)", fontsize=8)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import numpy as np
+import json
+from pathlib import Path
 
-from pipeline.matcher import MatcherConfig, Tracklet
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.matcher import Matcher, MatcherConfig, Tracklet
 from pipeline.matcher.association import associate
 from pipeline.matcher.camera_links import STEP_S, CameraLinks, foot_points
+from pipeline.query.cli import app as query_app
 from tests.pipeline.scenes import unit
 
 WIDTH, HEIGHT, BOX_H = 640.0, 480.0, 100.0
@@ -150,3 +156,32 @@ def test_blind_zone_is_linked_where_appearance_alone_cannot() -> None:
     with_links = cross_links(MatcherConfig(camera_links=True))
     assert looks_only[1] <= 0.2 * looks_only[0]  # appearance alone links the wrong people
     assert with_links[1] >= 6 and with_links[1] >= 0.8 * with_links[0]
+
+
+@pytest.mark.redis
+def test_reid_query_shows_the_zones_and_links_re_association_learned(
+    redis_url: str, namespace: str, tmp_path: Path
+) -> None:
+    """Zones and links used to live only inside one re-association; now the namespace keeps
+    them and `reid-query topology` / `camera-links` show them, in pixels and seconds."""
+    tracklets, _ = blind_zone_scene(crossers=30, strangers=30, duration=600.0, looks=0.5, seed=2)
+    matcher = Matcher(redis_url, namespace, MatcherConfig(camera_links=True))
+    for tracklet in sorted(tracklets, key=lambda t: t.end):
+        matcher.submit(tracklet)
+    matcher.relink()
+    args = ["--redis", redis_url, "--namespace", namespace]
+    shown = CliRunner().invoke(query_app, ["camera-links", *args, "--json"])
+    assert shown.exit_code == 0, shown.output
+    learned = json.loads(shown.output)
+    (link,) = learned["links"]  # the walk from a's right edge to b's left edge, nothing else
+    assert (link["source"], link["target"]) == ("a", "b")
+    zone = {(z["camera"], z["kind"], z["zone"]): z for z in learned["zones"]}
+    exit_a, entry_b = zone["a", "exit", link["exit_zone"]], zone["b", "entry", link["entry_zone"]]
+    assert abs(exit_a["x"] - EXIT_A[0]) < 10 and abs(exit_a["y"] - EXIT_A[1]) < 10
+    assert abs(entry_b["x"] - ENTRY_B[0]) < 10 and abs(entry_b["y"] - ENTRY_B[1]) < 10
+    # transitions above chance less a noise allowance: a lower bound of the 30 who crossed
+    assert abs(link["transit_s"] - TRANSIT[0]) < 1.0 and 5 <= link["transitions"] <= 30
+    plot = tmp_path / "topology.png"
+    table = CliRunner().invoke(query_app, ["topology", *args, "--plot", str(plot)])
+    assert table.exit_code == 0 and "camera links from exits and entries" in table.output
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
