@@ -235,10 +235,11 @@ def reassociate(run: Path, config: MatcherConfig) -> Callable[[str, int], str | 
     return lambda camera, track: found.get((camera, track))
 
 
-def adapted_model(run: Path, config: MatcherConfig, overrides: Sequence[str] = ()) -> Path:
+def adapted_model(run: Path, config: MatcherConfig, overrides: Sequence[str] = ()) -> Path | None:
     """``reid-train adapt`` on the run's own tracklets (no labels), round 0 from the run's
     final identities as the pipeline would have written them; ``overrides`` (``key=value``)
-    change the adaptation settings. Cached beside the run, one folder per overrides."""
+    change the adaptation settings. Cached beside the run, one folder per overrides. None
+    when self-validation kept the run's own model (``report.json``'s ``model`` is null)."""
     tag = "".join(f"-{kv}" for kv in overrides).replace("/", "_")
     out = run.parent / f"adapt-{run.name}{tag}"
     if not (out / "report.json").is_file():
@@ -248,15 +249,19 @@ def adapted_model(run: Path, config: MatcherConfig, overrides: Sequence[str] = (
         write_identities(run, list(final), lambda camera, track: final[(camera, track)])
         settings = load_yaml_settings(ADAPT_CONFIG, AdaptConfig, list(overrides))
         adapt([run], out, settings, console=console)
-    return out / "model.onnx"
+    adopted = json.loads((out / "report.json").read_text()).get("model")
+    return out / "model.onnx" if adopted else None
 
 
 def adapted_tracklets(
     run: Path, config: MatcherConfig, overrides: Sequence[str] = ()
-) -> tuple[list, AttentionScorer]:
+) -> tuple[list, AttentionScorer | None]:
     """The stored crops re-embedded with the adapted model (no detection again), and the
-    model's attention scorer."""
+    model's attention scorer; the run's own tracklets (no scorer) where the adapted model
+    was not adopted."""
     model = adapted_model(run, config, overrides)
+    if model is None:
+        return read_tracklets(run), None
     scorer = ConsistencyScorer.load(scorer_path(model)).to_numpy()
     return read_tracklets(run, load_embedder(model, "ort")), scorer
 

@@ -322,7 +322,7 @@ def adapt(
     overrides: Annotated[list[str] | None, typer.Option("--set", help="key=value override")] = None,
 ) -> None:
     """The loop in one command: run the pipeline over the footage, adapt CASN to it with no
-    labels (reid-train adapt), then re-match the stored tracklets with the new model."""
+    labels (reid-train adapt), then, if adopted, re-match the stored tracklets with it."""
     import subprocess
     import sys
 
@@ -346,12 +346,17 @@ def adapt(
         trained = subprocess.run(
             [sys.executable, "-m", "reid.training.cli", "adapt", str(run_dir)]
             + ["--out", str(model.parent)]
-            + (["--config", str(adapt_config)] if adapt_config else []),
+            + (["--config", str(adapt_config)] if adapt_config else [])
+            + ([f"--init={config.reid.model}"] if str(config.reid.model).endswith(".pt") else []),
             check=False,
         )
         if trained.returncode != 0:
             console.print(f"[red]error:[/red] reid-train adapt failed ({trained.returncode})")
             raise typer.Exit(2)
+        verdict = json.loads((model.parent / "report.json").read_text())["self_validation"]
+        if not verdict["adopted"]:  # the run's own identities stand
+            console.print(f"[yellow]3/3[/yellow] not re-matched: {verdict['line']}")
+            return
         console.print(f"[bold]3/3[/bold] re-matching the stored tracklets with {model}")
         adapted = load_pipeline_config(cameras, [*extra, f"reid.model={model}"])
         final, report = rematch(run_dir, adapted)

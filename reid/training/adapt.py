@@ -14,14 +14,17 @@ No human label is used. What the footage gives for free:
 Each round re-embeds every crop with the current model, re-clusters, and trains CASN on the
 pseudo-identities for a few epochs (its loss terms as the config sets them), starting from
 the previous round's weights: the cluster-then-train loop of the cluster-contrast /
-SpCL family, with a tracklet as the smallest unit (TAUDL). The last model is exported
-through the parity-checked ONNX export, ready for ``reid.model: OUT/model.onnx``.
+SpCL family, with a tracklet as the smallest unit (TAUDL).
 
-An operator's corrections on the review page, exported by ``reid-query corrections export``
-(``constraints.json``), join the free structure when given (``--constraints``): a
-must-link (tracklets said to be one person) is joined in every round, a cannot-link (said
-to be different people) is never crossed, not even by a must-link or the run's own
-identities.
+Self-validation: before training, a share of the tracklets (``holdout``) is kept out
+(:mod:`reid.training.heldout`); the model adaptation starts from and each round's model
+verify the pairs the footage and the run vouch for among them, and the best round is
+exported, through the parity-checked ONNX export, only when it beats the starting model by
+the margin of :mod:`reid.training.verification`. Otherwise no model is written and the
+site keeps its own.
+
+An operator's corrections join the free structure when given (``--constraints``,
+:mod:`reid.training.constraints`).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import os
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -41,7 +44,7 @@ from pydantic import Field
 from rich.console import Console
 
 from reid.config import Settings
-from reid.data.datasets import DatasetError, ReidDataset, Sample
+from reid.data.datasets import ReidDataset, Sample
 from reid.data.run_folder import RunMaterial, read_runs
 from reid.evaluation import extract
 from reid.export.onnx_export import OnnxExport, export_onnx
@@ -50,19 +53,19 @@ from reid.models.checkpoint import CheckpointError, load_checkpoint
 from reid.runtime.clustering import (
     MIN_NEGATIVES,
     camera_centred,
-    cannot_links,
     linked_within,
     merge_constrained,
     pair_distances,
     pair_rate,
     quantile_threshold,
 )
+from reid.training.cannot_links import site_cannot_links
 from reid.training.checkpoint import checkpoint_config
 from reid.training.config import TrainConfig
+from reid.training.constraints import Constraints, honour, read_constraints
 from reid.training.engine import Trainer
-
-RUN_SPACING_S = 1e7  # runs are laid end to end in time: no cannot-link across runs
-
+from reid.training.heldout import Split, held_out_evidence, hold_out
+from reid.training.verification import Measure, SelfValidation, Verdict
 
 # the shipped adaptation settings (package data: found from any folder and a wheel install)
 DEFAULT_ADAPT = Path(
@@ -79,55 +82,15 @@ class AdaptConfig(Settings):
     false_links_per_tracklet: float = Field(
         0.35, gt=0.0, description="as the matcher's: known-different tracklets within reach"
     )
-
-
-@dataclass(frozen=True)
-class Constraints:
-    """Operator's constraints as tracklet index pairs ``[P, 2]`` into the material."""
-
-    must: np.ndarray
-    cannot: np.ndarray
-
-    @classmethod
-    def none(cls) -> Constraints:
-        return cls(np.empty((0, 2), np.int64), np.empty((0, 2), np.int64))
-
-
-def read_constraints(path: str | Path, material: RunMaterial) -> Constraints:
-    """``constraints.json`` of ``reid-query corrections export``: must-link groups and
-    cannot-link group pairs of ``{"camera", "track"}``, as pairs of the material's tracklets
-    (a track in several runs' material counts in each; tracks not in it are skipped)."""
-    where: dict[tuple[str, int], list[int]] = {}
-    for n, t in enumerate(material.tracklets):
-        where.setdefault((t.camera, t.track), []).append(n)
-    try:
-        data = json.loads(Path(path).read_text())
-
-        def found(group: list[dict]) -> list[int]:
-            return [n for t in group for n in where.get((str(t["camera"]), int(t["track"])), [])]
-
-        must = [(g[0], n) for g in map(found, data["must_link"]) for n in g[1:]]
-        cannot = [
-            (i, j) for a, b in data["cannot_link"] for i in found(a) for j in found(b) if i != j
-        ]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DatasetError(f"{path}: not a constraints file of reid-query ({exc})") from exc
-    return Constraints(
-        np.asarray(must, np.int64).reshape(-1, 2), np.asarray(cannot, np.int64).reshape(-1, 2)
+    holdout: float = Field(
+        0.2,
+        ge=0.0,
+        le=0.5,
+        description="share of the tracklets kept out of training to judge the adapted model "
+        "by (drawn by train.seed); 0: no self-validation, the last round is adopted unchecked",
     )
-
-
-def honour(labels: Sequence[int], constraints: Constraints) -> list[int]:
-    """``labels`` (the run's own identities) re-formed under the operator's constraints:
-    must-links joined first, then each label's members wherever no cannot-link forbids."""
-    first: dict[int, int] = {}
-    pairs = [(first.setdefault(label, n), n) for n, label in enumerate(labels)]
-    return merge_constrained(
-        np.zeros((len(labels), 1)),
-        np.asarray([p for p in pairs if p[0] != p[1]], np.int64).reshape(-1, 2),
-        constraints.cannot,
-        lambda a, b: True,
-        constraints.must,
+    min_gain: float = Field(
+        0.005, ge=0.0, description="held-out AUC gain the adapted model needs at least"
     )
 
 
@@ -141,6 +104,8 @@ class RoundReport:
     negatives: int
     train_seconds: float
     loss: float | None
+    heldout_auc: float | None = None  # the verdict's score; None: no self-validation
+    heldout_within_auc: float | None = None  # within-tracklet pairs: reported, not scored
 
 
 def pseudo_identities(
@@ -155,12 +120,7 @@ def pseudo_identities(
     constraints = constraints or Constraints.none()
     tracklets = material.tracklets
     vectors = camera_centred(features, [t.camera for t in tracklets])
-    negatives = cannot_links(
-        np.array([t.start + t.run * RUN_SPACING_S for t in tracklets]),
-        np.array([t.end + t.run * RUN_SPACING_S for t in tracklets]),
-        [t.camera for t in tracklets],
-        material.overlaps,
-    )
+    negatives = site_cannot_links(material)
     apart = np.concatenate([negatives, constraints.cannot])
     if len(negatives) < MIN_NEGATIVES:
         nothing = np.empty((0, 2), np.int64)
@@ -219,6 +179,98 @@ def _carry_over(model: CASN, state: dict) -> None:
         )
 
 
+def _starting_model(
+    config: AdaptConfig, init: str | Path | None, classes: int
+) -> tuple[AdaptConfig, CASN]:
+    """The model adaptation starts from (the current one, which self-validation measures),
+    and the settings with its architecture: ``init``'s (e.g. an imported ResNet50), or the
+    config's model from its own initial weights."""
+    state = None
+    if init is not None:
+        start = load_checkpoint(init)
+        state = start["model"]
+        model_config = checkpoint_config(start, init).model
+        config = config.model_copy(
+            update={"train": config.train.model_copy(update={"model": model_config})}
+        )
+    torch.manual_seed(config.train.seed)
+    model = CASN.from_config(config.train.model, classes).eval()
+    if state is not None:
+        _carry_over(model, state)
+    return config, model
+
+
+def _train_round(
+    r: int,
+    config: AdaptConfig,
+    material: RunMaterial,
+    rules: Constraints,
+    model: CASN,
+    folder: Path,
+    console: Console,
+) -> tuple[CASN, RoundReport]:
+    """One cluster-then-train round from ``model``; the trained model and the round's
+    report. Its ``last.pt`` is reused when it was trained on these very pseudo-labels."""
+    train_cfg = config.train.model_copy(
+        update={
+            "output": str(folder),
+            "optim": config.train.optim.model_copy(update={"epochs": config.epochs_per_round}),
+            "eval": config.train.eval.model_copy(update={"every": config.epochs_per_round}),
+        }
+    )
+    known = [t.identity for t in material.tracklets if t.identity is not None]
+    if r == 0 and len(known) == len(material.tracklets):
+        # the run's own identities: re-association already weighed time and space
+        names: dict[str, int] = {}
+        labels = honour([names.setdefault(name, len(names)) for name in known], rules)
+        threshold, negatives = None, 0
+    else:
+        features = _tracklet_features(model, material)
+        labels, threshold, negatives = pseudo_identities(
+            features, material, config.false_links_per_tracklet, rules
+        )
+    samples = _samples(material, labels)
+    query, gallery = _self_check_split(samples)
+    dataset = ReidDataset(f"site pseudo-identities, round {r}", tuple(samples), query, gallery)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = folder / "pseudo_labels.json"
+    written = json.dumps(
+        [
+            {"run": t.run, "camera": t.camera, "track": t.track, "label": label}
+            for t, label in zip(material.tracklets, labels, strict=True)
+        ]
+    )
+    same_labels = record.is_file() and record.read_text() == written
+    record.write_text(written)
+    trainer = Trainer(train_cfg, dataset, console=console)
+    _carry_over(trainer.model, model.state_dict())
+    tick = time.perf_counter()
+    last = folder / "last.pt"
+    done = load_checkpoint(last) if same_labels and last.is_file() else {}
+    if done.get("epoch") == config.epochs_per_round:
+        trainer.model.load_state_dict(done["model"])
+        loss = done["history"][-1]["total"] if done.get("history") else None
+        console.print(f"round {r + 1}/{config.rounds}: already trained ({last})")
+    else:
+        summary = trainer.fit()
+        loss = summary.history[-1]["total"] if summary.history else None
+    sizes = np.bincount(labels)
+    cams: dict[int, set[str]] = {}
+    for t, label in zip(material.tracklets, labels, strict=True):
+        cams.setdefault(label, set()).add(t.camera)
+    report = RoundReport(
+        r,
+        len(sizes),
+        int((sizes > 1).sum()),
+        sum(len(c) > 1 for c in cams.values()),
+        threshold,
+        negatives,
+        round(time.perf_counter() - tick, 2),
+        loss,
+    )
+    return trainer.model.cpu().eval(), report
+
+
 def adapt(
     runs: Sequence[str | Path],
     out: str | Path,
@@ -227,98 +279,50 @@ def adapt(
     console: Console | None = None,
     constraints: str | Path | None = None,
 ) -> dict:
-    """Adapt CASN to the site in ``runs``; writes ``out/model.onnx`` and ``out/report.json``.
+    """Adapt CASN to the site in ``runs``; writes ``out/report.json``, and ``out/model.onnx``
+    when the adapted model wins the self-validation (or ``holdout`` is 0).
     ``constraints``: an operator's ``constraints.json`` (``reid-query corrections export``).
 
-    A round whose ``last.pt`` is complete is not trained again (resumable)."""
+    A round already trained on the same pseudo-labels is not trained again (resumable)."""
     console = console or Console(stderr=True)
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    material = read_runs(runs)
+    split = hold_out(read_runs(runs), config.holdout, config.train.seed)
+    material = split.train  # all that is trained on: the held-out tracklets never are
     rules = read_constraints(constraints, material) if constraints else Constraints.none()
-    state = None
-    if init is not None:  # its architecture comes with it (e.g. an imported ResNet50)
-        start = load_checkpoint(init)
-        state = start["model"]
-        model_config = checkpoint_config(start, init).model
-        config = config.model_copy(
-            update={"train": config.train.model_copy(update={"model": model_config})}
+    config, model = _starting_model(config, init, len(material.tracklets))
+    check = None
+    if config.holdout > 0:
+        check = SelfValidation(held_out_evidence(split), config.min_gain, config.train.seed)
+        console.print(
+            f"self-validation: {len(split.held.tracklets)} tracklets held out, pairs "
+            f"{check.evidence.counts()}"
+            + _figures("the current model", check.measure_current(model))
         )
     rounds: list[RoundReport] = []
-    model = None
-    for r in range(config.rounds):
-        folder = out / f"round{r}"
-        train_cfg = config.train.model_copy(
-            update={
-                "output": str(folder),
-                "optim": config.train.optim.model_copy(update={"epochs": config.epochs_per_round}),
-                "eval": config.train.eval.model_copy(update={"every": config.epochs_per_round}),
-            }
-        )
-        if model is None:  # the starting point embeds the first round's crops
-            torch.manual_seed(config.train.seed)
-            model = CASN.from_config(config.train.model, len(material.tracklets)).eval()
-            if state is not None:
-                _carry_over(model, state)
-        known = [t.identity for t in material.tracklets if t.identity is not None]
-        if r == 0 and len(known) == len(material.tracklets):
-            # the run's own identities: re-association already weighed time and space
-            names: dict[str, int] = {}
-            labels = honour([names.setdefault(name, len(names)) for name in known], rules)
-            threshold, negatives = None, 0
-        else:
-            features = _tracklet_features(model, material)
-            labels, threshold, negatives = pseudo_identities(
-                features, material, config.false_links_per_tracklet, rules
+    trained = config.rounds if check is None or check.enough else 0  # else nothing to judge by
+    for r in range(trained):
+        model, done = _train_round(r, config, material, rules, model, out / f"round{r}", console)
+        measure = check.measure_round(model) if check else None
+        if measure is not None:
+            done = replace(
+                done, heldout_auc=measure.auc, heldout_within_auc=_number(measure.within_auc)
             )
-        samples = _samples(material, labels)
-        query, gallery = _self_check_split(samples)
-        dataset = ReidDataset(f"site pseudo-identities, round {r}", tuple(samples), query, gallery)
-        (folder).mkdir(parents=True, exist_ok=True)
-        (folder / "pseudo_labels.json").write_text(
-            json.dumps(
-                [
-                    {"run": t.run, "camera": t.camera, "track": t.track, "label": label}
-                    for t, label in zip(material.tracklets, labels, strict=True)
-                ]
-            )
-        )
-        trainer = Trainer(train_cfg, dataset, console=console)
-        _carry_over(trainer.model, model.state_dict())
-        tick = time.perf_counter()
-        last = folder / "last.pt"
-        done = load_checkpoint(last) if last.is_file() else {}
-        if done.get("epoch") == config.epochs_per_round:
-            trainer.model.load_state_dict(done["model"])
-            loss = done["history"][-1]["total"] if done.get("history") else None
-            console.print(f"round {r + 1}/{config.rounds}: already trained ({last})")
-        else:
-            summary = trainer.fit()
-            loss = summary.history[-1]["total"] if summary.history else None
-        model = trainer.model.cpu().eval()
-        sizes = np.bincount(labels)
-        cams: dict[int, set[str]] = {}
-        for t, label in zip(material.tracklets, labels, strict=True):
-            cams.setdefault(label, set()).add(t.camera)
-        rounds.append(
-            RoundReport(
-                r,
-                len(sizes),
-                int((sizes > 1).sum()),
-                sum(len(c) > 1 for c in cams.values()),
-                threshold,
-                negatives,
-                round(time.perf_counter() - tick, 2),
-                loss,
-            )
-        )
+        rounds.append(done)
         console.print(
-            f"round {r + 1}/{config.rounds}: {len(sizes)} pseudo-identities "
-            f"({rounds[-1].cross_camera_clusters} across cameras) from "
-            f"{len(material.tracklets)} tracklets, {negatives} cannot-links"
+            f"round {r + 1}/{config.rounds}: {done.clusters} pseudo-identities "
+            f"({done.cross_camera_clusters} across cameras) from "
+            f"{len(material.tracklets)} tracklets, {done.negatives} cannot-links"
+            + _figures("its model", measure)
         )
-    exported = _export(out, material, out / f"round{config.rounds - 1}" / "last.pt")
+    verdict = check.verdict() if check else Verdict.unchecked(config.rounds - 1)
+    console.print(("[green]" if verdict.adopted else "[yellow]") + verdict.line)
+    exported = (
+        _export(out, material, out / f"round{verdict.best_round}" / "last.pt")
+        if verdict.adopted
+        else None
+    )
     report = {
         "runs": [str(r) for r in runs],
         "tracklets": len(material.tracklets),
@@ -326,24 +330,56 @@ def adapt(
         "cameras": sorted({t.camera for t in material.tracklets}),
         "rounds": [asdict(r) for r in rounds],
         "constraints": {"must_link_pairs": len(rules.must), "cannot_link_pairs": len(rules.cannot)},
-        "model": str(exported.onnx),
+        "self_validation": _validation_record(config, split, check, verdict),
+        "model": str(exported.onnx) if exported is not None else None,
         "seconds": round(time.perf_counter() - started, 1),
     }
     (out / "report.json").write_text(json.dumps(report, indent=2))
     return report
 
 
+def _number(value: float) -> float | None:
+    return None if np.isnan(value) else value
+
+
+def _figures(whose: str, measure: Measure | None) -> str:
+    """The held-out figures of one model, for the console."""
+    if measure is None:
+        return ""
+    return (
+        f"; {whose}: held-out AUC {measure.auc:.3f} on run links "
+        f"(within tracklets {measure.within_auc:.3f}, not scored)"
+    )
+
+
+def _validation_record(
+    config: AdaptConfig, split: Split, check: SelfValidation | None, verdict: Verdict
+) -> dict:
+    """report.json's account of the self-validation: what was held out and the verdict."""
+    current = check.current if check else None
+    return {
+        **asdict(verdict),
+        "current_within_auc": _number(current.within_auc) if current else None,
+        "holdout": config.holdout,
+        "min_gain": config.min_gain,
+        "pairs": check.evidence.counts() if check else {},
+        "held_out": [
+            {"run": t.run, "camera": t.camera, "track": t.track} for t in split.held.tracklets
+        ],
+    }
+
+
 def _export(out: Path, material: RunMaterial, checkpoint: Path) -> OnnxExport:
     """``checkpoint`` through the parity-checked ONNX export (channel basis fitted on up to
-    64 of the site's own crops)."""
+    64 of the site's own crops: training ones, the held-out ones are for judging only)."""
     samples = out / "samples"
     samples.mkdir(exist_ok=True)
     crops = [p for t in material.tracklets for p in t.crops]
     for n, index in enumerate(np.linspace(0, len(crops) - 1, min(64, len(crops))).astype(int)):
         target = samples / f"{n:03d}{crops[index].suffix}"
-        if not target.exists():
-            try:
-                os.link(crops[index], target)
-            except OSError:  # another file system
-                shutil.copyfile(crops[index], target)
+        target.unlink(missing_ok=True)  # an earlier export's may be a held-out crop now
+        try:
+            os.link(crops[index], target)
+        except OSError:  # another file system
+            shutil.copyfile(crops[index], target)
     return export_onnx(checkpoint, out / "model.onnx", samples)

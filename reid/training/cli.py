@@ -228,7 +228,8 @@ def adapt_command(
     verbose: bool = False,
 ) -> None:
     """Train CASN on the site's own tracklets, with no labels (or an operator's must-link /
-    cannot-link constraints), and export it."""
+    cannot-link constraints), and export it if it beats the current model on held-out
+    tracklets (--set holdout=0: unchecked)."""
     from reid.training.adapt import DEFAULT_ADAPT, AdaptConfig, adapt
 
     _setup_logging(verbose)
@@ -242,13 +243,21 @@ def adapt_command(
         raise typer.Exit(130) from None
     except USER_ERRORS as exc:
         raise _fail(exc) from None
-    last = report["rounds"][-1]
-    console.print(
-        f"adapted on {report['tracklets']} tracklets ({report['crops']} crops) in "
-        f"{report['seconds']:.0f} s: {last['clusters']} pseudo-identities in the last round, "
-        f"{last['cross_camera_clusters']} across cameras; model {report['model']} "
-        f"(use it with --set reid.model={report['model']}); report {out / 'report.json'}"
-    )
+    summary = ""  # no round: too little held-out evidence to train for, as said above
+    if report["rounds"]:
+        last = report["rounds"][-1]
+        summary = (
+            f"adapted on {report['tracklets']} tracklets ({report['crops']} crops) in "
+            f"{report['seconds']:.0f} s: {last['clusters']} pseudo-identities in the last "
+            f"round, {last['cross_camera_clusters']} across cameras; "
+        )
+    if report["model"] is None:  # the verdict line above says why
+        console.print(f"{summary}no model written, the current one stays; {out / 'report.json'}")
+    else:
+        console.print(
+            f"{summary}model {report['model']} (use it with --set reid.model={report['model']}); "
+            f"report {out / 'report.json'}"
+        )
 
 
 @app.command()

@@ -15,46 +15,11 @@ from typer.testing import CliRunner
 
 from reid.data.datasets import DatasetError
 from reid.data.run_folder import read_run, read_runs
-from reid.data.synthetic import draw_person, random_appearance, random_camera
 from reid.models.checkpoint import model_from_checkpoint
-from reid.training.adapt import AdaptConfig, honour, pseudo_identities, read_constraints
+from reid.training.adapt import pseudo_identities
 from reid.training.cli import app
-
-
-def write_run(folder: Path, people: int, seed: int, crops_per_tracklet: int = 4) -> list[int]:
-    """A run folder as reid-pipeline leaves it: people walk cam0 -> cam1 (several in view at
-    once), each tracklet with its crops. Returns the true person of each tracklet line."""
-    rng = np.random.default_rng(seed)
-    looks = [random_appearance(rng) for _ in range(people)]
-    cameras = [random_camera(rng) for _ in range(2)]
-    lines, truth = [], []
-    for p, look in enumerate(looks):
-        for cam in range(2):
-            start = 3.0 * p + 20.0 * cam
-            crops = []
-            for n in range(crops_per_tracklet):
-                path = folder / "tracks" / f"cam{cam}_{p}" / f"{n}.jpg"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(path), draw_person(look, cameras[cam], rng))
-                crops.append(str(path))
-            lines.append(
-                {
-                    "camera": f"cam{cam}",
-                    "track": p,
-                    "start": start,
-                    "end": start + 8.0,
-                    "final": True,
-                    "crops": crops,
-                    "embedding": f"tracks/cam{cam}_{p}/summary0.npz",
-                }
-            )
-            truth.append(p)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "tracklets.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
-    (folder / "cameras.json").write_text(
-        json.dumps({"cameras": ["cam0", "cam1"], "overlapping": []})
-    )
-    return truth
+from reid.training.constraints import honour, read_constraints
+from tests.reid.sites import small_adapt_config, write_identities, write_run
 
 
 def test_run_folders_that_cannot_be_read_say_why(tmp_path: Path) -> None:
@@ -99,20 +64,6 @@ def test_pseudo_identities_never_join_people_seen_at_once(tmp_path: Path) -> Non
     assert len(set(labels)) < len(labels)  # it did merge where nothing forbade it
 
 
-def small_adapt_config(folder: Path, rounds: int) -> Path:
-    config = folder / "adapt.yaml"
-    base = AdaptConfig().model_dump(mode="json")
-    base["train"]["model"].update(
-        backbone="mobilenet_v2", pretrained=None, input_size=[64, 32], hidden_dim=32
-    )
-    base["train"]["data"].update(workers=0)
-    base["train"]["optim"].update(batch_size=8)
-    base["train"]["device"] = "cpu"
-    base.update(rounds=rounds, epochs_per_round=1)
-    config.write_text(json.dumps(base))
-    return config
-
-
 def test_adapt_starts_from_public_weights_with_their_architecture(tmp_path: Path) -> None:
     """--init with --init-format imports a torchreid ResNet50 first; adaptation then trains
     that ResNet50 (not the config's MobileNetV2) at the size the import was made for."""
@@ -123,7 +74,12 @@ def test_adapt_starts_from_public_weights_with_their_architecture(tmp_path: Path
     result = CliRunner().invoke(
         app,
         ["adapt", str(tmp_path / "run"), "--out", str(out), "--init", str(public)]
-        + ["--init-format", "torchreid", "--config", str(small_adapt_config(tmp_path, 1))],
+        + [
+            "--init-format",
+            "torchreid",
+            "--config",
+            str(small_adapt_config(tmp_path, 1, holdout=0)),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert (out / "imported.pt").is_file()
@@ -133,18 +89,10 @@ def test_adapt_starts_from_public_weights_with_their_architecture(tmp_path: Path
 
 def test_adapt_end_to_end_writes_a_usable_model(tmp_path: Path) -> None:
     """Round 0 starts from the run's own final identities (identities.json), later rounds
-    from clustering; the model comes out exported and loadable; a rerun resumes."""
-    truth = write_run(tmp_path / "run", 10, seed=3)
-    lines = (tmp_path / "run" / "tracklets.jsonl").read_text().splitlines()
-    (tmp_path / "run" / "identities.json").write_text(
-        json.dumps(
-            [
-                {"camera": json.loads(line)["camera"], "track": p, "identity": f"person{p}"}
-                for line, p in zip(lines, truth, strict=True)
-            ]
-        )
-    )
-    config = small_adapt_config(tmp_path, rounds=2)
+    from clustering; the model comes out exported and loadable; a rerun resumes, but only
+    the rounds trained on the same pseudo-labels."""
+    write_identities(tmp_path / "run", write_run(tmp_path / "run", 10, seed=3))
+    config = small_adapt_config(tmp_path, rounds=2, holdout=0.0)
     out = tmp_path / "adapted"
     # an operator said person 0's two sightings are different people
     constraints = write_constraints(tmp_path / "c.json", [], [([("cam0", 0)], [("cam1", 0)])])
@@ -179,6 +127,11 @@ def test_adapt_end_to_end_writes_a_usable_model(tmp_path: Path) -> None:
         + ["--constraints", str(constraints)],
     )
     assert again.exit_code == 0 and again.output.count("already trained") == 2
+    # other pseudo-labels (without the operator's cut): trained again, not taken over
+    other = CliRunner().invoke(
+        app, ["adapt", str(tmp_path / "run"), "--out", str(out), "--config", str(config)]
+    )
+    assert other.exit_code == 0 and "already trained" not in other.output
 
 
 def write_constraints(path: Path, must: list, cannot: list) -> Path:
@@ -242,7 +195,7 @@ def test_adapt_finds_its_shipped_settings_from_any_folder(
     adapt_mobilenet.yaml: file not found" anywhere else, and in a wheel install)."""
     write_run(tmp_path / "run", 4, seed=4, crops_per_tracklet=2)
     monkeypatch.chdir(tmp_path)
-    small = ["rounds=1", "epochs_per_round=1", "train.model.input_size=[64,32]"]
+    small = ["rounds=1", "epochs_per_round=1", "train.model.input_size=[64,32]", "holdout=0"]
     result = CliRunner().invoke(
         app,
         ["adapt", str(tmp_path / "run"), "--out", str(tmp_path / "adapted")]
