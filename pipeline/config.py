@@ -66,7 +66,7 @@ class ReidConfig(Settings):
         description="checkpoint (.pt), .onnx or .engine; None: ImageNet MobileNetV2 "
         "features (offline, feature-only matching; train with reid-train for accuracy)",
     )
-    backend: Literal["auto", "trt", "ort", "torch"] = "auto"
+    backend: Literal["auto", "trt", "ort", "openvino", "torch"] = "auto"
     max_batch: int = Field(32, ge=1)
 
 

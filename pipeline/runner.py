@@ -61,7 +61,7 @@ def build_embedder(config: ReidConfig) -> tuple[Embedder, AttentionScorer | None
             "no reid.model given: ImageNet MobileNetV2 features, feature-only matching "
             "(train one with reid-train for real accuracy)"
         )
-        return fallback_embedder(), None
+        return fallback_embedder(backend=config.backend), None
     return load_embedder(Path(config.model), config.backend), load_scorer(config)
 
 
@@ -175,20 +175,16 @@ class Pipeline:
         return frames
 
     def _detect_timed(self, frames: list[Frame]) -> list:
-        start = time.perf_counter()
-        detections = self._detect(frames)
-        self.state.time("detect", time.perf_counter() - start)
-        return detections
+        with self.state.stage("detect"):
+            return self._detect(frames)
 
     def _process(self, frames: list[Frame], detections: list) -> None:
         for frame, dets in zip(frames, detections, strict=True):
-            start = time.perf_counter()
-            tracks = self.trackers[frame.camera_id].update(dets, frame.image)
-            self._pending += self.builders[frame.camera_id].update(frame, tracks)
-            self.state.time("track", time.perf_counter() - start)
-            start = time.perf_counter()
-            self.outputs.frame(frame, tracks, self.readers[frame.camera_id].output_fps)
-            self.state.time("output", time.perf_counter() - start)
+            with self.state.stage("track"):
+                tracks = self.trackers[frame.camera_id].update(dets, frame.image)
+                self._pending += self.builders[frame.camera_id].update(frame, tracks)
+            with self.state.stage("output"):
+                self.outputs.frame(frame, tracks, self.readers[frame.camera_id].output_fps)
             stats = self.state.cameras[frame.camera_id]
             stats.frames += 1
             stats.detections = len(dets)
@@ -205,9 +201,8 @@ class Pipeline:
             if cid not in self._embedded.get((s.camera_id, s.track_id), {})
         }
         if fresh:
-            start = time.perf_counter()
-            emb = self.embedder.embed(list(fresh.values()))
-            self.state.time("embed", time.perf_counter() - start)
+            with self.state.stage("embed"):
+                emb = self.embedder.embed(list(fresh.values()))
             for n, (camera, track, cid) in enumerate(fresh):
                 self._embedded.setdefault((camera, track), {})[cid] = emb[n : n + 1]
         parts = []
@@ -303,9 +298,8 @@ class Pipeline:
         try:
             with ThreadPoolExecutor(1, thread_name_prefix="detect") as detector:
                 while open_ids and not stop.is_set():
-                    start = time.perf_counter()
-                    frames = self._next_frames(open_ids)
-                    self.state.time("read", time.perf_counter() - start)
+                    with self.state.stage("read"):
+                        frames = self._next_frames(open_ids)
                     batch = None
                     if frames:
                         batch = (frames, detector.submit(self._detect_timed, frames))

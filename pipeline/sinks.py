@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -85,9 +84,8 @@ class MatchHere:
 
     def submit(self, summaries: list[TrackletSummary], tracklets: list[Tracklet]) -> None:
         state, outputs = self._started()
-        start = time.perf_counter()
-        decisions, reports = self.session.submit(tracklets)  # those ending together: jointly
-        state.time("match", time.perf_counter() - start)
+        with state.stage("match"):  # those ending together are decided jointly
+            decisions, reports = self.session.submit(tracklets)
         for summary, tracklet, decision in zip(summaries, tracklets, decisions, strict=True):
             state.decisions[decision.action] += 1
             state.identities.add(decision.identity)
@@ -176,10 +174,9 @@ class PublishToStream:
     def submit(self, summaries: list[TrackletSummary], tracklets: list[Tracklet]) -> None:
         if self._state is None:
             raise RuntimeError("start() the sink before handing it tracklets")
-        start = time.perf_counter()
-        for tracklet in tracklets:
-            self.publisher.publish(tracklet)
-        self._state.time("match", time.perf_counter() - start)
+        with self._state.stage("match"):
+            for tracklet in tracklets:
+                self.publisher.publish(tracklet)
         self._state.decisions["published"] += len(tracklets)
 
     def finish(self, redis_gone: bool, tracks: Iterable[tuple[str, int]]) -> IdentityOf | None:

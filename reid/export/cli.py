@@ -1,4 +1,5 @@
-"""``reid-export``: checkpoint -> ONNX -> TensorRT engine / ONNX Runtime INT8; YOLO -> OpenVINO.
+"""``reid-export``: checkpoint -> ONNX -> TensorRT engine / INT8 (ONNX Runtime or OpenVINO);
+YOLO -> OpenVINO.
 
 Each command calls one function of :mod:`reid.export` and prints the parity it measured.
 """
@@ -19,8 +20,8 @@ from reid.models.checkpoint import CheckpointError
 from reid.runtime.base import EmbedderError
 
 app = typer.Typer(
-    help="Export CASN checkpoints for inference (ONNX, TensorRT, ONNX Runtime INT8) and the "
-    "YOLO detector to OpenVINO.",
+    help="Export CASN checkpoints for inference (ONNX, TensorRT, INT8 for ONNX Runtime or "
+    "OpenVINO) and the YOLO detector to OpenVINO.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -113,13 +114,20 @@ def engine(
 @app.command()
 def quantize(
     onnx_path: Annotated[Path, typer.Option("--onnx", help="exported fp32 .onnx")],
-    out: Annotated[Path, typer.Option(help="output .onnx (INT8)")],
+    out: Annotated[
+        Path,
+        typer.Option(help="INT8 output: .onnx (ONNX Runtime) or .xml (OpenVINO IR, via NNCF)"),
+    ],
     calibration: Samples = None,
+    min_cosine: Annotated[
+        float, typer.Option(help="lowest feature cosine to fp32 accepted, per crop")
+    ] = 0.99,
 ) -> None:
-    """ONNX Runtime static INT8 (CPU), calibrated on crops; prints cosine vs fp32."""
+    """Static INT8 for the CPU, calibrated on crops; kept when its features stay within
+    MIN_COSINE of fp32 (printed)."""
     from reid.export.quantize import quantize_onnx
 
-    result = _run(quantize_onnx, onnx_path, out, calibration)
+    result = _run(quantize_onnx, onnx_path, out, calibration, min_cosine=min_cosine)
     console.print(
         f"wrote {result.path}: INT8 vs fp32 feature cosine min "
         f"{result.min_cosine:.4f}, mean {result.mean_cosine:.4f}"

