@@ -16,23 +16,14 @@ from pipeline.crop_quality import iou_matrix
 from pipeline.runner import build_detectors
 from reid.config import ConfigError
 from reid_demo.scene import generate_scene
-from reid_demo.vtest import fetch_vtest
+from tests.footage import vtest_frames as frames_of_vtest
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def vtest_frames() -> list[np.ndarray]:
-    path = fetch_vtest(ROOT / "data")
-    if path is None:
-        pytest.skip("vtest.avi unavailable (no apt-get here)")
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    for i in range(60):
-        ok, frame = cap.read()
-        if ok and i % 20 == 0:
-            frames.append(frame)
-    return frames
+    return frames_of_vtest(60, 20)
 
 
 def _hits(found: Detections, expected: np.ndarray) -> int:

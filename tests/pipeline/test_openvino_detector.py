@@ -7,7 +7,6 @@ import logging
 import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -16,9 +15,8 @@ from detectors.agreement import box_recall
 from detectors.openvino_export import cached_openvino, export_path
 from detectors.yolo import default_weights_for
 from detectors.yolo_weights import runtime_of
-from reid_demo.vtest import fetch_vtest
+from tests.footage import vtest_frames
 
-ROOT = Path(__file__).resolve().parents[2]
 openvino = pytest.importorskip("openvino", reason="the openvino package is not installed")
 
 
@@ -41,16 +39,7 @@ def reid_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="module")
 def frames() -> list[np.ndarray]:
     """20 frames 1.5 s apart across the first 30 s of vtest.avi (about 120 people in all)."""
-    path = fetch_vtest(ROOT / "data")
-    if path is None:
-        pytest.skip("vtest.avi unavailable (no apt-get here)")
-    cap = cv2.VideoCapture(str(path))
-    out = []
-    for i in range(300):
-        ok, frame = cap.read()
-        if ok and i % 15 == 0:
-            out.append(frame)
-    return out
+    return vtest_frames(300, 15)
 
 
 DEMO_CAMERAS = [(0, 432), (336, 768)]  # configs/cams/vtest_demo.yaml's crops (x0, x1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -17,9 +16,7 @@ from reid.export.samples import load_crops
 from reid.models import CASN
 from reid.training.checkpoint import save_checkpoint
 from reid.training.config import TrainConfig
-from reid_demo.vtest import fetch_vtest
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.footage import vtest_frames
 
 
 @pytest.fixture(scope="module")
@@ -57,15 +54,7 @@ def crops() -> list[np.ndarray]:
 @pytest.fixture(scope="session")
 def people() -> list[np.ndarray]:
     """Person crops from real footage: what OpenCV's HOG boxes on 20 frames of vtest.avi."""
-    path = fetch_vtest(ROOT / "data")
-    if path is None:
-        pytest.skip("vtest.avi unavailable (no apt-get here)")
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    for i in range(400):
-        ok, frame = capture.read()
-        if ok and i % 20 == 0:
-            frames.append(frame)
+    frames = vtest_frames(400, 20)
     found = build_detector("hog").detect(frames, list(range(len(frames))))
     crops = [
         frame[int(y1) : int(y2), int(x1) : int(x2)]
