@@ -109,8 +109,9 @@ def fastest_on_cpu(path: Path, home: str | Path | None = None) -> Embedder:
     except EmbedderError as exc:  # an operator OpenVINO lacks: ONNX Runtime runs it
         log.warning("%s runs on ONNX Runtime: OpenVINO cannot compile it (%s)", path.name, exc)
         return ort
-    speedup = openvino_speedup(ort, ov)
-    verdicts[key] = {"model": str(path), "openvino_speedup": round(speedup, 3)}
+    # decided on the figure recorded, so this start and every later one choose alike
+    speedup = round(openvino_speedup(ort, ov), 3)
+    verdicts[key] = {"model": str(path), "openvino_speedup": speedup}
     store.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=store.parent, suffix=".tmp")
     with os.fdopen(handle, "w") as out:
