@@ -83,7 +83,7 @@ def main() -> None:
     console.print(
         f"[bold]outputs[/bold] in {out}/: video/ (annotated), events.jsonl, mtmc.txt, "
         "crops/<identity>/ (training data for reid-train), summary.json\n"
-        "browse them: .venv/bin/reid-query serve --namespace demo  (then open "
+        "browse them: .venv/bin/reid-query serve --namespace demo --no-auth  (then open "
         "http://127.0.0.1:8000/)\n"
         "accuracy: the demo embeds with ImageNet MobileNetV2 features (no re-id training) and "
         "re-associates identities with time and the two views' overlap; to learn this site "
