@@ -17,7 +17,6 @@ import importlib.util
 import statistics
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import cv2
 import torch
@@ -33,24 +32,6 @@ from pipeline.process import configure_process
 from reid_demo.vtest import fetch_vtest
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def inference_precision(detector: Any) -> str:
-    """What OpenVINO's CPU plugin computes in: bf16 on CPUs with AMX / AVX512-BF16 unless
-    told otherwise, for the fp32 export too."""
-    compiled = detector.model.predictor.model.backend.ov_compiled_model
-    return str(compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name())
-
-
-def f32_inference(detector: Any) -> Any:
-    """The OpenVINO detector recompiled to compute in fp32 (ultralytics' own settings else)."""
-    backend = detector.model.predictor.model.backend
-    backend.ov_compiled_model = backend.ov.Core().compile_model(
-        str(next(Path(detector.weights).glob("*.xml"))),
-        "CPU",
-        {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"},
-    )
-    return detector
 
 
 def main() -> None:
@@ -83,7 +64,12 @@ def main() -> None:
         for name, weights in yolo.items()
     }
     if openvino_installed():
-        candidates["yolo openvino f32"] = lambda: f32_inference(candidates["yolo openvino"]())
+        candidates["yolo openvino f32"] = lambda: build_detector(
+            "yolo",
+            weights=str(cached_openvino(default_weights())),
+            imgsz=args.imgsz,
+            openvino_precision="f32",
+        )
     candidates["hog"] = lambda: build_detector("hog")
     engine = args.engine
     if torch.cuda.is_available() and (engine or importlib.util.find_spec("tensorrt")):
@@ -129,7 +115,7 @@ def main() -> None:
     for name, row in rates.items():
         runtime = getattr(detectors[name], "runtime", "")
         table.add_row(
-            f"{name} (computes {inference_precision(detectors[name])})"
+            f"{name} (computes {detectors[name].inference_precision})"
             if runtime == "OpenVINO"
             else name,
             f"{statistics.median(row):.2f}",

@@ -29,6 +29,12 @@ class YoloSettings(DetectorSettings):
     conf: float = Field(0.35, ge=0.0, le=1.0)
     iou: float = Field(0.5, ge=0.0, le=1.0)
     imgsz: int = Field(640, ge=32)
+    openvino_precision: Literal["auto", "f32"] = Field(
+        "auto",
+        description="OpenVINO weights: auto lets the CPU plugin choose (bf16 where the CPU has "
+        "AMX / AVX512-BF16: about 4x the .pt there, boxes within a few hundredths of its "
+        "scores); f32 computes as the .pt does (its boxes, about 1.1x its speed)",
+    )
 
     def build(self, detections: str | None = None) -> YoloDetector:
         return YoloDetector(self)
@@ -108,7 +114,27 @@ class YoloDetector:
         except Exception as exc:  # ultralytics raises many types for a bad file
             raise DetectorError(f"YOLO weights {weights} cannot be loaded: {exc}") from exc
         self.classes = self._person_ids(names, settings.person_classes)
+        if self.runtime == "OpenVINO" and settings.openvino_precision == "f32":
+            self._compute_in_f32()
         log.info("YOLO detector: %s on %s (%s)", weights, self.runtime, self.device)
+
+    def _compute_in_f32(self) -> None:
+        """Recompile the OpenVINO model to compute in fp32 (ultralytics compiles it with the
+        plugin's default precision, bf16 on CPUs that have it)."""
+        backend = self.model.predictor.model.backend
+        backend.ov_compiled_model = backend.ov.Core().compile_model(
+            str(next(self.weights.glob("*.xml"))),
+            "CPU",
+            {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"},
+        )
+
+    @property
+    def inference_precision(self) -> str | None:
+        """What an OpenVINO model computes in (``bf16``, ``f32``); None for other runtimes."""
+        if self.runtime != "OpenVINO":
+            return None
+        compiled = self.model.predictor.model.backend.ov_compiled_model
+        return str(compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name())
 
     @staticmethod
     def _person_ids(names: dict[int, str], wanted: Sequence[str | int] | None) -> list[int] | None:

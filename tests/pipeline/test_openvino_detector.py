@@ -111,3 +111,19 @@ def test_corrupt_or_mismatched_openvino_folders_are_clear_errors(reid_home, tmp_
     bin_file.write_bytes(bin_file.read_bytes()[: 1 << 20])  # weights of another, smaller model
     with pytest.raises(DetectorError, match=r"mismatched_openvino_model cannot be loaded"):
         build_detector("yolo", weights=str(mismatched))
+
+
+def test_f32_precision_gives_the_pt_boxes(reid_home, frames) -> None:
+    """detector.openvino_precision: f32 computes as the .pt does (the plugin's default is
+    bf16 on CPUs that have it, a few hundredths off the .pt's scores)."""
+    pt = build_detector("yolo", weights=str(default_weights()))
+    exact = build_detector("yolo", openvino_precision="f32")
+    assert exact.runtime == "OpenVINO" and exact.inference_precision == "f32"
+    reference = [d for i in range(0, 12, 4) for d in pt.detect(frames[i : i + 4])]
+    found = [d for i in range(0, 12, 4) for d in exact.detect(frames[i : i + 4])]
+    assert box_recall(reference, found) == box_recall(found, reference) == 1.0
+    scores = (
+        np.concatenate([d.scores for d in reference]),
+        np.concatenate([d.scores for d in found]),
+    )
+    np.testing.assert_allclose(np.sort(scores[0]), np.sort(scores[1]), atol=1e-3)
