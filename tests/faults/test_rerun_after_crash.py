@@ -61,14 +61,18 @@ def test_a_rerun_after_kill_9_ends_as_a_clean_run(
         stderr=subprocess.DEVNULL,
     )
     record = tmp_path / "crashed" / "tracklets.jsonl"
+    client = redis.Redis.from_url(redis_url)
     deadline = time.monotonic() + 300
+    # killed mid-run: some tracklets recorded in the run folder and decided in Redis (a line
+    # is written before its decision commits, so the folder alone may be ahead of Redis)
     while time.monotonic() < deadline and (
-        not record.is_file() or len(record.read_text().splitlines()) < 6
+        not record.is_file()
+        or len(record.read_text().splitlines()) < 6
+        or not crashed_records(client, namespace)
     ):
         time.sleep(0.05)
     crashed.send_signal(signal.SIGKILL)
     crashed.wait(30)
-    client = redis.Redis.from_url(redis_url)
     left = crashed_records(client, namespace)
     assert left and not (tmp_path / "crashed" / "identities.json").exists()  # it did crash
     rerun = run_pipeline(cams, redis_url, tmp_path / "rerun", namespace)
