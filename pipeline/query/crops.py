@@ -29,16 +29,17 @@ def _resolved(path: str) -> Path | None:
         return None
 
 
-def recorded(service: QueryService, file: Path) -> bool:
-    """Whether the sighting that ``file``'s tracks folder names lists ``file``."""
+def recorded(service: QueryService, file: Path) -> tuple[str, int] | None:
+    """The (camera, track) whose tracks folder holds ``file``, if that sighting lists it."""
     camera, _, track = file.parent.name.rpartition("_")
     if file.parent.parent.name != "tracks" or not camera:
-        return False
+        return None
     try:
         sighting = service.sighting(camera, int(track))
     except (ValueError, QueryError):
-        return False
-    return any(_resolved(crop) == file for crop in sighting.crops)
+        return None
+    listed = any(_resolved(crop) == file for crop in sighting.crops)
+    return (camera, int(track)) if listed else None
 
 
 def crop_file(service: QueryService, root: Path | None, path: str) -> tuple[Path, str]:
@@ -47,10 +48,12 @@ def crop_file(service: QueryService, root: Path | None, path: str) -> tuple[Path
     was moved to (:mod:`pipeline.query.run_folders`)."""
     file = _resolved(path)
     kind = CROP_TYPES.get(file.suffix.lower()) if file is not None else None
-    if file is None or kind is None or root is None or not recorded(service, file):
+    if file is None or kind is None or root is None:
         raise NoSuchCrop(path)
-    camera, _, track = file.parent.name.rpartition("_")
-    run = run_folder(camera, int(track), file, root)
+    owner = recorded(service, file)
+    if owner is None:
+        raise NoSuchCrop(path)
+    run = run_folder(*owner, file, root)
     moved = run / file.relative_to(file.parents[2]) if run is not None else None
     if moved is None or not moved.is_file():
         raise NoSuchCrop(path)

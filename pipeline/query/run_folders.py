@@ -61,6 +61,11 @@ def _run_folders(root: Path) -> Iterator[Path]:
         level = [child for folder in level for child in sorted(folder.iterdir()) if child.is_dir()]
 
 
+# recorded run folder -> where it was last found: a page shows many crops of a moved run,
+# and each would otherwise walk the root again (checked with holds() before it is used)
+_moved_to: dict[Path, Path] = {}
+
+
 def run_folder(camera: str, track: int, recorded: Path, root: Path) -> Path | None:
     """The run folder under ``root`` of tracklet ``camera:track`` whose crop was recorded
     at ``recorded``: the folder it was recorded in if that is still it, else the one it
@@ -68,4 +73,10 @@ def run_folder(camera: str, track: int, recorded: Path, root: Path) -> Path | No
     where = recorded.parents[2] if len(recorded.parents) > 2 else None
     if where is not None and where.is_relative_to(root) and holds(where, camera, track):
         return where
-    return next((run for run in _run_folders(root) if holds(run, camera, track)), None)
+    known = _moved_to.get(where) if where is not None else None
+    if known is not None and known.is_relative_to(root) and holds(known, camera, track):
+        return known
+    found = next((run for run in _run_folders(root) if holds(run, camera, track)), None)
+    if found is not None and where is not None:
+        _moved_to[where] = found
+    return found
