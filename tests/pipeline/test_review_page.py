@@ -7,19 +7,19 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.matcher import IdentityReader, Store
+from pipeline.matcher import IdentityReader
 from pipeline.query.api import create_app
 from pipeline.query.cli import app as query_cli
 from pipeline.query.service import QueryService
-from reid_demo.scene import generate_scene
 from tests.pipeline.browser import CHROMIUM, Chromium
-from tests.pipeline.runs import run_pipeline
+from tests.pipeline.runs import review_scene_run
 from tests.pipeline.test_query import serving
 
 pytestmark = [
@@ -32,18 +32,10 @@ TOKEN = "op-s3cret"
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> tuple[Path, str]:
-    """A real pipeline run over a synthetic two-camera scene: its folder and namespace."""
-    scene = generate_scene(
-        tmp_path_factory.mktemp("scene"), people=4, cameras=2, duration=16, seed=5
-    )
-    out = tmp_path_factory.mktemp("run") / "run"
-    namespace = f"test-review-{out.parent.name}"
-    # link nobody: the operator will
-    result = run_pipeline(scene, redis_url, out, namespace, "matcher.link_threshold=0.001")
-    assert result.exit_code == 0, result.output
-    yield out, namespace
-    Store.open(redis_url, namespace).clear()
+def run(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[tuple[Path, str]]:
+    """A real pipeline run over a synthetic two-camera scene: its folder and namespace; it
+    links nobody (the operator will)."""
+    yield from review_scene_run(tmp_path_factory, redis_url, "run", "matcher.link_threshold=0.001")
 
 
 def png_size(data: bytes) -> tuple[int, int]:

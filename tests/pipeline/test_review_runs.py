@@ -4,6 +4,7 @@ do not re-read the run's records for every request."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -11,28 +12,20 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.matcher import IdentityReader, Sighting, Store
+from pipeline.matcher import IdentityReader, Sighting
 from pipeline.query import clips
 from pipeline.query.api import create_app
 from pipeline.query.service import QueryService
 from reid_demo.scene import generate_scene
-from tests.pipeline.runs import run_pipeline
+from tests.pipeline.runs import review_scene_run, run_pipeline
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> tuple[Path, str]:
+def run(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[tuple[Path, str]]:
     """A real run over a synthetic two-camera scene, under a crops root: folder, namespace."""
-    scene = generate_scene(
-        tmp_path_factory.mktemp("scene"), people=4, cameras=2, duration=16, seed=5
-    )
-    out = tmp_path_factory.mktemp("runs") / "today"
-    namespace = f"test-review-runs-{out.parent.name}"
-    result = run_pipeline(scene, redis_url, out, namespace)
-    assert result.exit_code == 0, result.output
-    yield out, namespace
-    Store.open(redis_url, namespace).clear()
+    yield from review_scene_run(tmp_path_factory, redis_url, "today")
 
 
 def sightings(reader: IdentityReader) -> list[Sighting]:
