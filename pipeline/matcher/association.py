@@ -37,7 +37,14 @@ from pipeline.matcher.evidence import (
 )
 from pipeline.matcher.gates import rejection
 from pipeline.matcher.geometry import SpatialEvidence
-from pipeline.matcher.moves import consecutive_pairs, junction_llr, learn_transit, transit_scores
+from pipeline.matcher.handover import Handover, PairAppearance
+from pipeline.matcher.moves import (
+    Moves,
+    consecutive_pairs,
+    junction_llr,
+    learn_transit,
+    transit_scores,
+)
 from pipeline.matcher.types import Sighting, Tracklet
 from reid.runtime.clustering import (
     MIN_NEGATIVES,
@@ -196,6 +203,7 @@ class Association:
     attention_weight: float = 0.0
     attention_auc: dict[str, float] | None = None  # pseudo-pair AUC per candidate weight
     links: CameraLinks | None = None  # exit/entry zones and their transit times
+    handover: Handover | None = None  # how ended tracks are continued
 
 
 def associate(
@@ -246,12 +254,24 @@ def associate(
             calibration.pair_rate,
         )
         consistency = AppearanceEvidence.fit(negative_att, calibration.pair_rate)
-    if not transit.same and not spatial.pair_llr and weight == 0.0 and not (links and links.same):
-        return Association(confident, calibration, transit, spatial, weight, aucs, links)
     cameras = np.array([t.camera_id for t in tracklets], dtype=object)
     appearance = PairedAppearance.fit(
         negative_d, cameras, negatives, calibration.pair_rate, config.appearance_per_camera_pair
     )
+    handover = (
+        Handover.fit(
+            tracklets,
+            config.handover_max_s,
+            config.overlaps,
+            PairAppearance(lambda pairs: pair_distances(vectors, pairs), negative_d),
+            seed,
+        )
+        if config.handovers
+        else None
+    )
+    moves = Moves(transit, links, handover)
+    if not (transit.same or spatial.pair_llr or weight or (links and links.same) or handover):
+        return Association(confident, calibration, transit, spatial, weight, aucs, links)
     near, near_d = neighbour_pairs(index, distance, FUSED_NEIGHBOURS, 1.0)
     # transit and attention add at most LLR_CLIP each, so a pair below that on looks can
     # never score above 0 unless position speaks for it (added back as `extra`)
@@ -274,7 +294,7 @@ def associate(
         appearance.llr(
             np.concatenate([near_d, pair_distances(vectors, extra)]), cameras, candidates
         )
-        + transit_scores(tracklets, first, second, transit, links)
+        + transit_scores(tracklets, first, second, moves)
         + where
     )
     pair_att: dict[int, dict[int, float]] = {}
@@ -300,14 +320,33 @@ def associate(
         looks = appearance.spanning(ca.average_distance(cb), cameras, ca.members, cb.members)
         known = [v for x in ca.members for y, v in pair_att.get(x, {}).items() if y in inside]
         consistent = float(np.mean(known)) if known else 0.0
-        moves = junction_llr(tracklets, ca, cb, transit, links)
-        evidence = looks + consistent + moves + where
+        walks = junction_llr(tracklets, ca, cb, moves)
+        evidence = looks + consistent + walks + where
         return evidence > 0 and gates(ca, cb)
 
     labels = merge_constrained(
-        vectors, candidates[order][score[order] > 0], negatives, favours_one_person
+        vectors,
+        candidates[order][score[order] > 0],
+        negatives,
+        favours_one_person,
+        _handed_over(handover, gates),
     )
-    return Association(labels, calibration, transit, spatial, weight, aucs, links)
+    return Association(labels, calibration, transit, spatial, weight, aucs, links, handover)
+
+
+def _handed_over(handover: Handover | None, gates: Rule) -> np.ndarray:
+    """The hand-overs more likely than not (posterior above 0.5: the decision is the
+    posterior's, no threshold is tuned), most likely first, that the topology allows."""
+    if handover is None:
+        return np.empty((0, 2), np.int64)
+    sure = np.flatnonzero(handover.posterior > 0.5)
+    sure = sure[np.argsort(-handover.posterior[sure], kind="stable")]
+    pairs = [
+        (x, y)
+        for x, y in handover.pairs[sure].tolist()
+        if gates(Cluster([x], np.empty(0)), Cluster([y], np.empty(0)))
+    ]
+    return np.asarray(pairs, np.int64).reshape(-1, 2)
 
 
 def _confident_pairs(labels: Sequence[int]) -> np.ndarray:

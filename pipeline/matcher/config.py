@@ -64,6 +64,15 @@ class MatcherConfig(Settings):
         description="re-association also learns exit/entry zones per camera and the transit "
         "times between them from when tracks end and begin (no appearance link needed)",
     )
+    handovers: bool = Field(
+        True,
+        description="re-association also learns, with no link known, how tracks that end are "
+        "continued by tracks that begin (the tracker lost a person, or they crossed a blind "
+        "zone): where, how soon, and how alike they look",
+    )
+    handover_max_s: float = Field(
+        30.0, gt=0.0, description="longest gap between a track's end and its continuation"
+    )
     appearance_per_camera_pair: bool = Field(
         False,
         description="re-association judges a distance against the cannot-links of the same "
