@@ -39,7 +39,11 @@ def scene(tracklets: int, cameras: int, dim: int, seed: int) -> tuple[list[Track
         for cam in range(cameras):
             views = centres[p] + 0.5 / np.sqrt(dim) * rng.standard_normal((3, dim))
             views /= np.linalg.norm(views, axis=1, keepdims=True)
-            out.append(Tracklet(f"cam{cam}", p, t, t + 8.0, views.astype(np.float32)))
+            # each crosses the view left to right in 8 s (the boxes hand-overs weigh)
+            times = np.linspace(t, t + 8.0, 9)
+            x, y = np.linspace(0.0, 640.0, 9), float(rng.uniform(200, 450))
+            path = np.c_[times, x - 20, np.full(9, y - 100), x + 20, np.full(9, y)]
+            out.append(Tracklet(f"cam{cam}", p, t, t + 8.0, views.astype(np.float32), path=path))
             truth.append(p)
             t += 8.0 + float(rng.uniform(10.0, 20.0))
     order = np.argsort([x.end for x in out], kind="stable")

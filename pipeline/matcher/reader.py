@@ -71,9 +71,10 @@ class IdentityReader:
         raw = self.store.call(self.redis.hgetall, self.keys.topology)
         return {tuple(as_text(k).split("\t", 1)): json.loads(v) for k, v in raw.items()}
 
-    def camera_links(self) -> dict[str, list[dict[str, object]]]:
+    def camera_links(self) -> dict[str, Any]:
         """Exit/entry zones and the links between them that the last re-association learned
-        (``matcher.camera_links``; :meth:`CameraLinks.summary`), empty lists before any."""
+        (``matcher.camera_links``; :meth:`CameraLinks.summary`), empty lists before any;
+        with ``handovers`` (:meth:`Handover.summary`) once a re-association learned them."""
         raw = self.store.call(self.redis.get, self.keys.camera_links)
         return json.loads(raw) if raw else {"zones": [], "links": []}
 

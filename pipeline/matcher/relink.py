@@ -35,6 +35,7 @@ from pipeline.matcher.codec import (
 )
 from pipeline.matcher.config import MatcherConfig
 from pipeline.matcher.evidence import TransitModel
+from pipeline.matcher.handover import Handover
 from pipeline.matcher.rewrite import Rewrite, Rewriter, read_recorded
 from pipeline.matcher.store import Store
 from pipeline.matcher.types import Tracklet
@@ -239,7 +240,7 @@ class Reassociator:
             )
             labels, calibration = result.labels, result.calibration
             if calibration.learned:
-                self._store(calibration, result.transit, result.links)
+                self._store(calibration, result.transit, result.links, result.handover)
             by_ref = {r.ref: r for r in window}
             current = {r.identity for r in window}
             outside = self._outside(current, set(by_ref)) if window else {}
@@ -271,10 +272,15 @@ class Reassociator:
         )
 
     def _store(
-        self, calibration: Calibration, transit: TransitModel | None, links: CameraLinks | None
+        self,
+        calibration: Calibration,
+        transit: TransitModel | None,
+        links: CameraLinks | None,
+        handover: Handover | None,
     ) -> None:
         """Keep what the site taught (threshold, transit times of confident links, camera
-        links from exits and entries) in Redis, for ``reid-query topology`` and the page."""
+        links from exits and entries, hand-overs) in Redis, for ``reid-query topology``,
+        ``reid-query camera-links`` and the page."""
         ttl = int(self.config.retention_s)
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(
@@ -292,8 +298,13 @@ class Reassociator:
                 },
             )
             pipe.expire(self.keys.topology, ttl)
-        if links is not None and links.same:
-            pipe.set(self.keys.camera_links, json.dumps(links.summary()), ex=ttl)
+        if (links is not None and links.same) or handover is not None:
+            learned: dict[str, object] = {"zones": [], "links": []}
+            if links is not None:
+                learned.update(links.summary())
+            if handover is not None:
+                learned["handovers"] = handover.summary()
+            pipe.set(self.keys.camera_links, json.dumps(learned), ex=ttl)
         pipe.execute()
         self.round_trips += 1
 

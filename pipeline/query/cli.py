@@ -184,15 +184,25 @@ def topology(
 
 @app.command("camera-links")
 def camera_links(redis: Redis = None, namespace: Namespace = "reid", as_json: Json = False) -> None:
-    """Exit/entry zones per camera and the links between them that re-association learned
-    from when tracks end and begin (matcher.camera_links)."""
+    """What re-association learned from when tracks end and begin: hand-overs (matcher.handovers:
+    per camera pair, the share of track ends continued and the median gap) and exit/entry zones with
+    the links between them (matcher.camera_links)."""
     links = _run(_run(_service, redis, namespace).reader.camera_links)
     if as_json:
         typer.echo(json.dumps(links, indent=2))
-    elif not links["links"]:
-        console.print("no camera links learned yet (matcher.camera_links, then a re-association)")
-    else:
+        return
+    if not links["links"] and not links.get("handovers", {}).get("pairs"):
+        console.print("nothing learned yet: it appears after a re-association")
+    if links["links"]:
         _print_camera_links(links, namespace)
+    if links.get("handovers", {}).get("pairs"):
+        table = Table(title=f"hand-overs: tracks continued by later tracks ({namespace})")
+        for col in ("from", "to", "share of ends continued", "median gap s"):
+            table.add_column(col, justify="right")
+        for pair in links["handovers"]["pairs"]:
+            share, gap = f"{pair['continued']:.0%}", f"{pair['gap_s']:.1f}"
+            table.add_row(str(pair["source"]), str(pair["target"]), share, gap)
+        Console().print(table)
 
 
 def _print_camera_links(links: dict, namespace: str) -> None:

@@ -85,6 +85,21 @@ def blind_zone_scene(
     return tracklets, truth
 
 
+def learned_in_redis(
+    tracklets: list[Tracklet], redis_url: str, namespace: str, config: MatcherConfig
+) -> dict:
+    """Decide ``tracklets`` in a namespace, re-associate, and read back what
+    `reid-query camera-links --json` shows."""
+    matcher = Matcher(redis_url, namespace, config)
+    for tracklet in sorted(tracklets, key=lambda t: t.end):
+        matcher.submit(tracklet)
+    matcher.relink()
+    args = ["--redis", redis_url, "--namespace", namespace]
+    shown = CliRunner().invoke(query_app, ["camera-links", *args, "--json"])
+    assert shown.exit_code == 0, shown.output
+    return json.loads(shown.output)
+
+
 def _zone_near(links: CameraLinks, kind: str, camera: str, point: tuple) -> int:
     zones = (links.exit_zones if kind == "exit" else links.entry_zones)[camera]
     return int(zones.assign(np.array([point]))[0])
@@ -166,14 +181,8 @@ def test_reid_query_shows_the_zones_and_links_re_association_learned(
     """Zones and links used to live only inside one re-association; now the namespace keeps
     them and `reid-query topology` / `camera-links` show them, in pixels and seconds."""
     tracklets, _ = blind_zone_scene(crossers=30, strangers=30, duration=600.0, looks=0.5, seed=2)
-    matcher = Matcher(redis_url, namespace, MatcherConfig(camera_links=True))
-    for tracklet in sorted(tracklets, key=lambda t: t.end):
-        matcher.submit(tracklet)
-    matcher.relink()
+    learned = learned_in_redis(tracklets, redis_url, namespace, MatcherConfig(camera_links=True))
     args = ["--redis", redis_url, "--namespace", namespace]
-    shown = CliRunner().invoke(query_app, ["camera-links", *args, "--json"])
-    assert shown.exit_code == 0, shown.output
-    learned = json.loads(shown.output)
     (link,) = learned["links"]  # the walk from a's right edge to b's left edge, nothing else
     assert (link["source"], link["target"]) == ("a", "b")
     zone = {(z["camera"], z["kind"], z["zone"]): z for z in learned["zones"]}
