@@ -44,10 +44,11 @@ from pipeline.matcher.camera_links import foot_points
 from pipeline.matcher.handover_fit import HandoverEM, PairAppearance
 from pipeline.matcher.types import Tracklet
 
-__all__ = ["Handover", "PairAppearance", "candidate_pairs", "pair_lookup"]
+__all__ = ["Handover", "PairAppearance", "candidate_pairs"]
 
 VELOCITY_S = 1.0  # a track's velocity at its end (start): over its last (first) second
 MAX_CANDIDATES = 64  # most recent ends considered per start
+PAIR_SPAN = 1 << 31  # pair codes x * PAIR_SPAN + y: tracklet indices stay below
 
 
 def _motion(tracklets: Sequence[Tracklet]) -> dict[str, np.ndarray]:
@@ -97,23 +98,6 @@ def candidate_pairs(
     return np.stack([x[keep], y[keep]], axis=1).astype(np.int64)
 
 
-def pair_lookup(
-    pairs: np.ndarray, values: np.ndarray, earlier: np.ndarray, later: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """``values`` of the index pairs ``(earlier, later)`` found in ``pairs``, and which were."""
-    out = np.zeros(len(earlier))
-    if not len(pairs) or not len(earlier):
-        return out, np.zeros(len(earlier), bool)
-    size = int(max(pairs.max(), np.max(earlier), np.max(later))) + 1
-    codes = pairs[:, 0] * size + pairs[:, 1]
-    order = np.argsort(codes)
-    wanted = np.asarray(earlier, np.int64) * size + np.asarray(later, np.int64)
-    slot = np.clip(np.searchsorted(codes[order], wanted), 0, len(codes) - 1)
-    covered = codes[order][slot] == wanted
-    out[covered] = values[order][slot[covered]]
-    return out, covered
-
-
 @dataclass(frozen=True)
 class Handover:
     """The fitted model and its evidence for the candidate pairs."""
@@ -124,18 +108,34 @@ class Handover:
     continued: dict[tuple[str, str], float]  # expected continuations per end, camera pair
     gap_s: dict[tuple[str, str], float]  # median gap of the continuations, camera pair
     sigma: float  # same-camera reappearance spread at gap 0, box heights
-    by_pair: dict[tuple[int, int], float] = field(default_factory=dict, compare=False)
+    codes: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64), compare=False)
+    order: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64), compare=False)
 
     def __post_init__(self) -> None:
-        self.by_pair.update(zip(map(tuple, self.pairs.tolist()), self.llr.tolist(), strict=True))
+        # pairs by code (x * SPAN + y), sorted once: a move is looked up by bisection
+        codes = self.pairs[:, 0].astype(np.int64) * PAIR_SPAN + self.pairs[:, 1]
+        order = np.argsort(codes, kind="stable")
+        object.__setattr__(self, "order", order)
+        object.__setattr__(self, "codes", codes[order])
 
     def at(self, x: int, y: int) -> float | None:
         """Log odds of the move ``x -> y``; None where it is no candidate pair."""
-        return self.by_pair.get((x, y))
+        code = x * PAIR_SPAN + y
+        slot = int(np.searchsorted(self.codes, code))
+        if slot < len(self.codes) and self.codes[slot] == code:
+            return float(self.llr[self.order[slot]])
+        return None
 
     def lookup(self, earlier: np.ndarray, later: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Log odds of moves ``earlier -> later`` (tracklet indices) and whether covered."""
-        return pair_lookup(self.pairs, self.llr, earlier, later)
+        out = np.zeros(len(earlier))
+        if not len(self.codes) or not len(earlier):
+            return out, np.zeros(len(earlier), bool)
+        wanted = np.asarray(earlier, np.int64) * PAIR_SPAN + np.asarray(later, np.int64)
+        slot = np.clip(np.searchsorted(self.codes, wanted), 0, len(self.codes) - 1)
+        covered = self.codes[slot] == wanted
+        out[covered] = self.llr[self.order[slot[covered]]]
+        return out, covered
 
     def summary(self) -> dict[str, object]:
         """JSON-ready: per ordered camera pair, the share of ends continued and the gap."""

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import isotonic_regression
 
-from pipeline.matcher.camera_links import fit_zones
+from pipeline.matcher.camera_links import MAX_ZONES, fit_zones
 from pipeline.matcher.evidence import LLR_CLIP, Density
 
 EM_ROUNDS = 30
+ZONE_POINTS = 2000  # foot points a camera's zones are fitted on
+CONVERGED = 1e-3  # largest change of a responsibility that ends the rounds
 STEP_S = 0.25
 MIN_BANDWIDTH_S = 0.5
 PRIOR_SAMPLES = 2.0  # pseudo-samples of the uninformed density mixed into each estimate
@@ -21,8 +23,9 @@ START_SIGMA = 0.5  # first guess of a lost track's reappearance spread, box heig
 MIN_SIGMA = 0.05
 APPEARANCE_STEP = 0.005  # distances (1 - cos) / 2 in 0..1
 APPEARANCE_BANDWIDTH = 0.02
-GAUSSIAN_PARAMETERS = 5  # where a kind's people appear: mean (2), covariance (3)
-MAP_PARAMETERS = 13  # or a linear map from the end (2 x 5) and the covariance (3)
+# where a kind's people appear: a Gaussian (mean 2, covariance 3), or a linear map from the
+# end (2 x 5) and the covariance (3)
+PLACE_PARAMETERS = (5, 13)
 GAP_PARAMETERS = 2  # a gap density is about a mean and a spread
 
 
@@ -47,9 +50,8 @@ class Fitted:
 
 
 def _gaussian_log(diff: np.ndarray, cov: np.ndarray) -> np.ndarray:
-    """Log density of 2-D offsets ``diff [P, 2]`` under zero-mean Gaussians ``cov [P, 2, 2]``."""
-    inverse = np.linalg.inv(cov)
-    mahalanobis = np.einsum("pi,pij,pj->p", diff, inverse, diff)
+    """Log density of 2-D offsets ``diff [P, 2]`` under one zero-mean Gaussian ``cov [2, 2]``."""
+    mahalanobis = ((diff @ np.linalg.inv(cov)) * diff).sum(axis=1)
     return -0.5 * (mahalanobis + np.log(np.linalg.det(cov))) - np.log(2 * np.pi)
 
 
@@ -73,9 +75,6 @@ class HandoverEM:
         x, y = pairs[:, 0], pairs[:, 1]
         self.x, self.y = x, y
         self.gaps = starts[y] - ends[x]
-        self.camera_pair = np.char.add(
-            np.char.add(cameras[x].astype(str), "\t"), cameras[y].astype(str)
-        )
         self.same_camera = cameras[x] == cameras[y]
         self.entry_p = motion["start_p"][y]
         self.exit_p = motion["end_p"][x]
@@ -96,7 +95,7 @@ class HandoverEM:
             if not mine.any():
                 continue
             entries = motion["start_p"][mine]
-            zones = fit_zones(entries, rng)
+            zones = fit_zones(_some(entries, rng), rng)
             log = zones.log_densities(entries)
             top = log.max(axis=1)
             self.log_place[mine] = (
@@ -104,17 +103,49 @@ class HandoverEM:
             )
             self.span[camera] = max(float(ends[mine].max() - starts[mine].min()), 1.0)
             self.starts_in[camera] = np.flatnonzero(mine)
-            exit_zone[mine] = fit_zones(motion["end_p"][mine], rng).assign(motion["end_p"][mine])
+            exits = motion["end_p"][mine]
+            exit_zone[mine] = fit_zones(_some(exits, rng), rng).assign(exits)
         # a kind of continuation: within one camera, or from one exit zone to one camera
-        zone_tag = np.where(self.same_camera, "", np.char.add("\t", exit_zone[x].astype(str)))
-        self.kind = np.char.add(self.camera_pair, zone_tag)
-        self.kinds = sorted(set(self.kind.tolist()))
-        self.of_kind = {k: np.flatnonzero(self.kind == k) for k in self.kinds}
+        names, camera_of = np.unique(cameras.astype(str), return_inverse=True)
+        zone = np.where(self.same_camera, -1, exit_zone[x]) + 1
+        code = (camera_of[x] * len(names) + camera_of[y]) * (MAX_ZONES + 2) + zone
+        codes, inverse = np.unique(code, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        groups = np.split(order, np.cumsum(np.bincount(inverse, minlength=len(codes)))[:-1])
+        groups = groups if len(codes) else []
+        self.of_kind: dict[str, np.ndarray] = {}
+        self.pair_of: dict[str, tuple[str, str]] = {}  # the camera pair of each kind
+        for value, members in zip(codes.tolist(), groups, strict=True):
+            pair, z = divmod(value, MAX_ZONES + 2)
+            a, b = str(names[pair // len(names)]), str(names[pair % len(names)])
+            k = f"{a}\t{b}" + (f"\t{z - 1}" if z else "")
+            self.of_kind[k], self.pair_of[k] = members, (a, b)
+        self.kinds = sorted(self.of_kind)
+        # where cross-camera continuations appear, per kind: the two models' designs (a
+        # Gaussian: intercept only; a map: the end's foot point and velocity x gap too), the
+        # entry points, the background's log density of them, and their mean and covariance
+        self.place_inputs: dict[str, tuple] = {}
+        for k in self.kinds:
+            mine = self.of_kind[k]
+            if self.same_camera[mine].any():
+                continue
+            features = np.c_[self.exit_p[mine], self.exit_v[mine] * self.gaps[mine, None]]
+            scaled = (features - features.mean(axis=0)) / (features.std(axis=0) + 1e-6)
+            ones = np.ones((len(mine), 1))
+            designs = (ones, np.c_[ones, scaled])
+            points = self.entry_p[mine]
+            prior = (
+                points.mean(axis=0),
+                np.cov(points.T) + np.eye(2) if len(points) > 2 else np.eye(2) * 1e4,
+            )
+            self.place_inputs[k] = (designs, points, self.log_place[self.y[mine]], prior)
         self.ends_of = {}  # the ends each kind can continue
         for k in self.kinds:
-            source, _, *zone = k.split("\t")
-            mine = (cameras == source) & usable
-            self.ends_of[k] = int((mine & (exit_zone == int(zone[0])) if zone else mine).sum())
+            source, _, *zone_of = k.split("\t")
+            ends_in = (cameras == source) & usable
+            if zone_of:
+                ends_in &= exit_zone == int(zone_of[0])
+            self.ends_of[k] = int(ends_in.sum())
 
     def run(self, appearance: PairAppearance | None) -> Fitted:
         n = len(self.pairs)
@@ -135,7 +166,10 @@ class HandoverEM:
                 dropped = self._untimed(resp, log_gap)
             for k in dropped:
                 log_c[self.of_kind[k]] = -np.inf
+            before = resp
             resp, fresh = _responsibilities(log_c + looks.log_ratio, log_b, self.y)
+            if round_ > EM_ROUNDS // 2 and np.abs(resp - before).max(initial=0.0) < CONVERGED:
+                break
             for k in self.kinds:
                 # a share: an end is continued once at most
                 rho[k] = min(float(resp[self.of_kind[k]].sum()) / max(self.ends_of[k], 1), 1.0)
@@ -150,15 +184,18 @@ class HandoverEM:
         walk = log_c - self._log_rho(rho) + np.log(self.max_gap) - self.log_place[self.y]
         continued: dict[tuple[str, str], float] = {}
         gap_s: dict[tuple[str, str], float] = {}
-        for pair in sorted(set(self.camera_pair.tolist())):
-            mine = self.camera_pair == pair
-            key = (pair.split("\t")[0], pair.split("\t")[1])
-            sources = [self.ends_of[k] for k in self.kinds if k.startswith(pair)]
+        for key in sorted(set(self.pair_of.values())):
+            kinds = [k for k in self.kinds if self.pair_of[k] == key]
+            mine = np.concatenate([self.of_kind[k] for k in kinds])
+            sources = [self.ends_of[k] for k in kinds]
             ends = max(sources) if key[0] == key[1] else sum(sources)
             continued[key] = float(resp[mine].sum()) / max(ends, 1)
             gap_s[key] = _weighted_median(self.gaps[mine], resp[mine])
+        kept = np.ones(len(self.pairs), bool)  # a dropped kind has no opinion
+        for k in dropped:
+            kept[self.of_kind[k]] = False
         return Fitted(
-            ~np.isin(self.kind, sorted(dropped)),  # a dropped kind has no opinion
+            kept,
             np.clip(walk, -LLR_CLIP, LLR_CLIP),
             resp,
             continued,
@@ -203,9 +240,7 @@ class HandoverEM:
         place[other] = self.log_place[self.y[other]]
         for k, (predicted, cov) in places.items():
             mine = self.of_kind[k]
-            place[mine] = _gaussian_log(
-                self.entry_p[mine] - predicted, np.broadcast_to(cov, (len(mine), 2, 2))
-            )
+            place[mine] = _gaussian_log(self.entry_p[mine] - predicted, cov)
         return self._log_rho(rho) + log_gap + place
 
     def _log_rho(self, rho: dict[str, float]) -> np.ndarray:
@@ -244,28 +279,12 @@ class HandoverEM:
         weighted by responsibility (a model fitted to a handful of pairs would otherwise
         pull the EM towards them). Each pair's predicted entry point and the covariance."""
         out = {}
-        for k in self.kinds:
-            mine = self.of_kind[k]
-            if self.same_camera[mine].any():
-                continue
-            w = resp[mine]
-            features = np.c_[self.exit_p[mine], self.exit_v[mine] * self.gaps[mine, None]]
-            scaled = (features - features.mean(axis=0)) / (features.std(axis=0) + 1e-6)
+        for k, (designs, points, background, prior) in self.place_inputs.items():
+            w = resp[self.of_kind[k]]
             best, best_score = None, 0.0
-            for design, parameters in (
-                (np.ones((len(mine), 1)), GAUSSIAN_PARAMETERS),
-                (np.c_[np.ones(len(mine)), scaled], MAP_PARAMETERS),
-            ):
-                predicted, cov = self._ridge(design, self.entry_p[mine], w)
-                gain = float(
-                    w
-                    @ (
-                        _gaussian_log(
-                            self.entry_p[mine] - predicted, np.broadcast_to(cov, (len(w), 2, 2))
-                        )
-                        - self.log_place[self.y[mine]]
-                    )
-                )
+            for design, parameters in zip(designs, PLACE_PARAMETERS, strict=True):
+                predicted, cov = self._ridge(design, points, w, prior)
+                gain = float(w @ (_gaussian_log(points - predicted, cov) - background))
                 score = gain - 0.5 * parameters * np.log(max(float(w.sum()), 2.0))
                 if score > best_score:
                     best, best_score = (predicted, cov), score
@@ -275,13 +294,12 @@ class HandoverEM:
 
     @staticmethod
     def _ridge(
-        design: np.ndarray, points: np.ndarray, w: np.ndarray
+        design: np.ndarray, points: np.ndarray, w: np.ndarray, prior: tuple[np.ndarray, np.ndarray]
     ) -> tuple[np.ndarray, np.ndarray]:
         """Weighted ridge regression of ``points`` on ``design``, with pseudo-samples at
-        the mean of all the kind's candidate entries and no slope; the predictions and the
-        residual covariance (shrunk towards the candidates' own)."""
-        prior_mean = points.mean(axis=0)
-        prior_cov = np.cov(points.T) + np.eye(2) if len(points) > 2 else np.eye(2) * 1e4
+        the ``prior`` (mean, covariance of all the kind's candidate entries) and no slope;
+        the predictions and the residual covariance (shrunk towards the prior's)."""
+        prior_mean, prior_cov = prior
         gram = design.T @ (w[:, None] * design) + PRIOR_SAMPLES * np.eye(design.shape[1])
         target = design.T @ (w[:, None] * points)
         target[0] += PRIOR_SAMPLES * prior_mean
@@ -321,6 +339,13 @@ class _Looks:
         weights = np.bincount(index, minlength=len(grid)) + 1e-6
         ratio = isotonic_regression(ratio, weights=weights, increasing=False).x
         self.log_ratio = np.clip(ratio[index], -2 * LLR_CLIP, 2 * LLR_CLIP)
+
+
+def _some(points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """At most :data:`ZONE_POINTS` of ``points``, drawn at random: zones need no more."""
+    if len(points) <= ZONE_POINTS:
+        return points
+    return points[rng.choice(len(points), ZONE_POINTS, replace=False)]
 
 
 def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
