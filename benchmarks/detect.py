@@ -1,7 +1,7 @@
 """Person detector throughput on vtest.avi: YOLO .pt vs .onnx vs OpenVINO vs HOG, interleaved.
 
     .venv/bin/python -m benchmarks.detect [--frames 60] [--imgsz 640] [--batch 4] \
-        [--size 1920x1080] [--rounds 3]
+        [--size 1920x1080] [--rounds 3] [--int8 FOLDER]
 
 Each row: frames/s (median of the rounds), its per-round ratio to the ``.pt``, the boxes it
 found and its recall against the ``.pt`` boxes (share of them it found at IoU 0.5, one to
@@ -44,6 +44,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default=None, help="comma-separated candidates to run")
     parser.add_argument("--size", default=None, help="resize frames to WxH first, e.g. 1920x1080")
+    parser.add_argument(
+        "--int8",
+        type=Path,
+        default=None,
+        help="an INT8 *_openvino_model/ (reid-export detector --int8) to add as a row",
+    )
     args = parser.parse_args()
     video = fetch_vtest(ROOT / "data")
     if video is None:
@@ -69,6 +75,10 @@ def main() -> None:
             weights=str(cached_openvino(default_weights())),
             imgsz=args.imgsz,
             openvino_precision="f32",
+        )
+    if args.int8 is not None:
+        candidates["yolo openvino int8"] = lambda: build_detector(
+            "yolo", weights=str(args.int8), imgsz=args.imgsz
         )
     candidates["hog"] = lambda: build_detector("hog")
     engine = args.engine

@@ -41,7 +41,8 @@ def models_dir() -> Path:
     return reid_home() / "models"
 
 
-def _digest(path: Path) -> str:
+def weights_digest(path: Path) -> str:
+    """A short digest of a weights file: its exports' folder names carry it."""
     sha = hashlib.sha256()
     with path.open("rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
@@ -51,11 +52,11 @@ def _digest(path: Path) -> str:
 
 def export_path(weights: Path, cache: Path | None = None) -> Path:
     """Where the OpenVINO export of ``weights`` is cached."""
-    return (cache or models_dir()) / f"{NAME}_{_digest(weights)}{OPENVINO_FOLDER}"
+    return (cache or models_dir()) / f"{NAME}_{weights_digest(weights)}{OPENVINO_FOLDER}"
 
 
 @contextlib.contextmanager
-def _quiet_export() -> Iterator[None]:
+def quiet_export() -> Iterator[None]:
     """Ultralytics' export banner and torch's tracing warnings stay out of our logs."""
     ultralytics_log = logging.getLogger("ultralytics")
     level = ultralytics_log.level
@@ -82,7 +83,7 @@ def export_openvino(weights: Path, out: Path) -> Path:
         yolo = pt_model(weights)
         yolo.model.pt_path = str(Path(work) / f"{NAME}.pt")  # ultralytics writes beside it
         try:
-            with _quiet_export():
+            with quiet_export():
                 written = Path(yolo.export(format="openvino", dynamic=True, device="cpu"))
         except Exception as exc:  # ultralytics and OpenVINO raise many types
             raise DetectorError(f"the OpenVINO export of {weights} failed: {exc}") from exc

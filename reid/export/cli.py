@@ -67,13 +67,37 @@ def detector(
     out: Annotated[
         Path | None, typer.Option(help="output *_openvino_model folder (default: the cache)")
     ] = None,
+    int8: Annotated[bool, typer.Option(help="INT8 (NNCF), calibrated on --calib")] = False,
+    calib: Annotated[
+        Path | None, typer.Option(help="with --int8: a video of the site to calibrate on")
+    ] = None,
+    frames: Annotated[int, typer.Option(min=40, help="frames drawn from --calib")] = 300,
+    imgsz: Annotated[int, typer.Option(min=32, help="the pipeline's detector.imgsz")] = 640,
+    conf: Annotated[float, typer.Option(min=0.0, max=1.0, help="detector.conf")] = 0.35,
+    min_recall: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="share of the .pt boxes INT8 must find")
+    ] = 0.98,
 ) -> None:
     """Export a YOLO detector to OpenVINO fp32 (the .pt restricted-loaded); by default the
-    shipped one, once, under REID_HOME/models, where CPUs find it (make install runs this)."""
+    shipped one, once, under REID_HOME/models, where CPUs find it (make install runs this).
+    With --int8 --calib VIDEO: INT8, written only if it finds --min-recall of the .pt's
+    boxes on frames of VIDEO it was not calibrated on; point detector.weights at it."""
     from detectors import default_weights
     from detectors.openvino_export import cached_openvino, export_openvino
 
     pt = weights or default_weights()
+    if int8:
+        from detectors.openvino_int8 import export_int8, int8_path
+
+        if calib is None:
+            raise typer.BadParameter("--int8 needs --calib VIDEO (frames of the site)")
+        made = _run(export_int8, pt, calib, out or int8_path(pt), frames, imgsz, conf, min_recall)
+        console.print(
+            f"INT8 OpenVINO detector: {made.folder} (found {made.recall:.1%} of the .pt's "
+            f"{made.boxes} boxes on {made.frames} held-back frames); use it with "
+            f"--set detector.weights={made.folder}"
+        )
+        return
     folder = _run(export_openvino, pt, out) if out else _run(cached_openvino, pt)
     console.print(f"OpenVINO detector: {folder}")
 

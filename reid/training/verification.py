@@ -40,7 +40,7 @@ from reid.training.heldout import LINK, WITHIN, Evidence
 
 DRAWS = 200
 NOISE_Z = 2.0  # a gain of two standard errors: about 1 in 40 by chance alone
-MIN_GROUPS = 5  # fewer held-out groups: no error estimate worth the name
+MIN_GROUPS = 5  # held-out groups with run links, and with cannot-links, needed at least
 
 
 def weighted_auc(distance: np.ndarray, positive: np.ndarray, weight: np.ndarray) -> float:
@@ -110,10 +110,14 @@ class SelfValidation:
         )
         self.weight = pair_weights(evidence, np.ones(groups, np.int64))
         self.scored = evidence.kinds != WITHIN
-        kinds = set(evidence.kinds.tolist())
-        self.enough = (
-            evidence.groups >= MIN_GROUPS and LINK in kinds and bool(kinds - {WITHIN, LINK})
-        )
+        # the error is estimated by resampling groups, so each side of the verdict must
+        # come from enough of them: a few moments of two people at once (vtest held one
+        # or two) would make every draw that misses them say nothing, and the noise look small
+        links = evidence.kinds == LINK
+        apart = (evidence.kinds != LINK) & (evidence.kinds != WITHIN)
+        self.link_groups = len(np.unique(evidence.units[links]))
+        self.apart_groups = len(np.unique(evidence.units[apart]))
+        self.enough = min(self.link_groups, self.apart_groups) >= MIN_GROUPS
         self.current: Measure | None = None
         self.rounds: list[Measure] = []
 
@@ -157,9 +161,10 @@ class SelfValidation:
             return Verdict(
                 False,
                 "kept the current model, nothing trained: too little held-out evidence to "
-                f"judge an adapted one by ({self.evidence.groups} held-out groups, "
-                f"{MIN_GROUPS} needed, with run links and cannot-links among them; pairs "
-                f"{self.evidence.counts()}); --set holdout=0 adapts and adopts unchecked",
+                f"judge an adapted one by (run links in {self.link_groups} and cannot-links "
+                f"in {self.apart_groups} of the {self.evidence.groups} held-out groups, "
+                f"{MIN_GROUPS} of each needed; pairs {self.evidence.counts()}); "
+                "--set holdout=0 adapts and adopts unchecked",
             )
         current = self.current.auc
         aucs = [m.auc for m in self.rounds]
