@@ -8,25 +8,29 @@ end. Starts are modelled as a Poisson superposition (the exit/entry family of Ma
 
 - fresh starts of camera ``B`` come at its background intensity ``r_B s_B(q)``: its rate
   of fresh starts times the density of its entry points (a Gaussian mixture of all of them);
-- the end ``x`` of a track in camera ``A`` is continued at ``q`` after ``gap`` seconds with
-  intensity ``rho_AB g_AB(gap) f_AB(q | x)``: ``rho_AB`` the share of ``A``'s ends that
-  continue in ``B``, ``g_AB`` the density of their gaps (a kernel estimate weighted by the
-  responsibilities), ``f_AB`` where the person appears: in the same camera a Gaussian around
+- the end ``x`` of a track is continued at ``q`` after ``gap`` seconds with intensity
+  ``rho_k g_k(gap) f_k(q | x)`` for its *kind* ``k`` (within one camera, or from one exit
+  zone of camera ``A`` to camera ``B``): ``rho_k`` the share of those ends continued (at
+  most 1), ``g_k`` the density of their gaps (a kernel estimate weighted by the
+  responsibilities), ``f_k`` where the person appears: in the same camera a Gaussian around
   the point the track's velocity predicts, in box heights, widening with the gap; in another
-  camera a Gaussian over entry points per (exit zone of ``A``, ``B``).
+  camera the background's own density, one Gaussian, or a linear map from the end (foot
+  point, velocity x gap), whichever BIC prefers. A kind whose gaps are no more likely than
+  chance's is dropped (BIC): with no correlation in time it cannot be told from the
+  background.
 
 Appearance joins as a likelihood ratio ``a(d) = p(d | same) / p(d | different)``: the
 different-people density is the site's cannot-link distances (known), the same-person one
 is learned in the same EM from the distances of the pairs weighted by their
-responsibilities. So the chance components are known (the background comes from all
-starts, the negatives from the cannot-links), no continuation needs a label, and the
-posterior of a pair is a calibrated "same person" (first round: the negatives' CDF at the
-prior odds of one continuation among a start's candidates).
+responsibilities, non-increasing in ``d`` (isotonic regression; first round: all candidate
+pairs against the negatives, so exactly 1 where appearance says nothing). So the chance
+components are known (the background comes from all starts, the negatives from the
+cannot-links) and no continuation needs a label.
 
 The evidence handed to re-association is time and place only, as a likelihood ratio
 against an unrelated pair (re-association adds its own appearance):
 
-    llr(x, y) = log g_AB(gap) f_AB(q | x) - log u(gap) s_B(q)
+    llr(x, y) = log g_k(gap) f_k(q | x) - log u(gap) s_B(q)
 
 ``u`` uniform over the window. The posterior (all evidence, with the competition of every
 other end that could have started the same track) decides the hand-overs that are more
