@@ -85,6 +85,19 @@ def blind_zone_scene(
     return tracklets, truth
 
 
+def cross_camera_links(
+    labels: list[int], truth: list[int], tracklets: list[Tracklet]
+) -> tuple[int, int]:
+    """Pairs of tracks in two cameras given one identity, and how many are one person."""
+    made = right = 0
+    for i in range(len(tracklets)):
+        for j in range(i + 1, len(tracklets)):
+            if labels[i] == labels[j] and tracklets[i].camera_id != tracklets[j].camera_id:
+                made += 1
+                right += truth[i] == truth[j]
+    return made, right
+
+
 def learned_in_redis(
     tracklets: list[Tracklet], redis_url: str, namespace: str, config: MatcherConfig
 ) -> dict:
@@ -158,14 +171,7 @@ def test_blind_zone_is_linked_where_appearance_alone_cannot() -> None:
     )
 
     def cross_links(config: MatcherConfig) -> tuple[int, int]:
-        labels = associate(tracklets, config).labels
-        made = right = 0
-        for i in range(len(tracklets)):
-            for j in range(i + 1, len(tracklets)):
-                if labels[i] == labels[j] and tracklets[i].camera_id != tracklets[j].camera_id:
-                    made += 1
-                    right += truth[i] == truth[j]
-        return made, right
+        return cross_camera_links(associate(tracklets, config).labels, truth, tracklets)
 
     # the camera links alone (the hand-overs, on by default, link it too: test_handover.py)
     looks_only = cross_links(MatcherConfig(camera_links=False, handovers=False))

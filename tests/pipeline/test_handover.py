@@ -12,7 +12,12 @@ from pipeline.matcher.handover import Handover, PairAppearance
 from pipeline.query.cli import app as query_app
 from reid.runtime.clustering import camera_centred, pair_distances
 from tests.pipeline.scenes import unit
-from tests.pipeline.test_camera_links import _tracklet, blind_zone_scene, learned_in_redis
+from tests.pipeline.test_camera_links import (
+    _tracklet,
+    blind_zone_scene,
+    cross_camera_links,
+    learned_in_redis,
+)
 
 
 def _consecutive(truth: list[int], tracklets: list[Tracklet]) -> set[tuple[int, int]]:
@@ -25,17 +30,6 @@ def _consecutive(truth: list[int], tracklets: list[Tracklet]) -> set[tuple[int, 
         ordered = sorted(members, key=lambda n: tracklets[n].start)
         pairs |= set(zip(ordered, ordered[1:], strict=False))
     return pairs
-
-
-def _links(labels: list[int], truth: list[int], tracklets: list[Tracklet]) -> tuple[int, int]:
-    """Pairs of tracks in two cameras given one identity, and how many are one person."""
-    made = right = 0
-    for i in range(len(tracklets)):
-        for j in range(i + 1, len(tracklets)):
-            if labels[i] == labels[j] and tracklets[i].camera_id != tracklets[j].camera_id:
-                made += 1
-                right += truth[i] == truth[j]
-    return made, right
 
 
 def _appearance(tracklets: list[Tracklet], config: MatcherConfig) -> PairAppearance:
@@ -98,10 +92,10 @@ def test_a_blind_zone_appearance_cannot_link_is_linked_by_the_hand_overs() -> No
     tracklets, truth = blind_zone_scene(
         crossers=30, strangers=30, duration=600.0, looks=0.5, seed=2
     )
-    looks_only = _links(
+    looks_only = cross_camera_links(
         associate(tracklets, MatcherConfig(handovers=False)).labels, truth, tracklets
     )
-    handed = _links(associate(tracklets, MatcherConfig()).labels, truth, tracklets)
+    handed = cross_camera_links(associate(tracklets, MatcherConfig()).labels, truth, tracklets)
     assert looks_only[1] <= 0.2 * looks_only[0]  # appearance alone links the wrong people
     assert handed[1] >= 20 and handed[1] >= 0.8 * handed[0]
 
