@@ -45,7 +45,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.matcher.camera_links import foot_points
-from pipeline.matcher.handover_fit import HandoverEM, PairAppearance
+from pipeline.matcher.handover_fit import HandoverEM, PairAppearance, WarmStart
+from pipeline.matcher.handover_site import Site
 from pipeline.matcher.types import Tracklet
 
 __all__ = ["Handover", "PairAppearance", "candidate_pairs"]
@@ -53,6 +54,7 @@ __all__ = ["Handover", "PairAppearance", "candidate_pairs"]
 VELOCITY_S = 1.0  # a track's velocity at its end (start): over its last (first) second
 MAX_CANDIDATES = 64  # most recent ends considered per start
 PAIR_SPAN = 1 << 31  # pair codes x * PAIR_SPAN + y: tracklet indices stay below
+FIT_PAIRS = 100_000  # candidate pairs the EM learns on; a larger window learns on a sample
 
 
 def _motion(tracklets: Sequence[Tracklet]) -> dict[str, np.ndarray]:
@@ -77,6 +79,19 @@ def _motion(tracklets: Sequence[Tracklet]) -> dict[str, np.ndarray]:
             step = foot[rows][-1] - foot[rows][0]
             out[f"{side}_v"][i] = step / dt if dt > 0 else 0.0
             out[f"{side}_h"][i] = max(float(np.median(height[rows])), 1.0)
+    return out
+
+
+def _sampled_starts(pairs: np.ndarray, n: int, seed: int) -> np.ndarray | None:
+    """``[n]`` bool: the starts a large window's EM learns on (their pairs about
+    :data:`FIT_PAIRS`), drawn by ``seed``; None when the window is small enough for all."""
+    if len(pairs) <= FIT_PAIRS:
+        return None
+    starts = np.unique(pairs[:, 1])
+    keep = max(int(len(starts) * FIT_PAIRS / len(pairs)), 1)
+    chosen = np.random.default_rng(seed).choice(starts, keep, replace=False)
+    out = np.zeros(n, bool)
+    out[chosen] = True
     return out
 
 
@@ -183,9 +198,18 @@ class Handover:
                 bool,
             )
             pairs = pairs[keep]
-        fitted = HandoverEM(motion, cameras, starts, ends, usable, pairs, max_gap, seed).run(
-            appearance
-        )
+        site = Site.fit(motion, cameras, starts, ends, usable, seed)
+        every = HandoverEM(motion, cameras, site, starts, ends, usable, pairs, max_gap)
+        sample = _sampled_starts(pairs, len(tracklets), seed)
+        warm = None
+        if sample is not None:  # learn on a sample of the starts, then settle on all pairs
+            chosen = sample[pairs[:, 1]]
+            part = HandoverEM(motion, cameras, site, starts, ends, usable, pairs[chosen], max_gap)
+            learned = part.run(appearance, sampled=sample)
+            resp = np.zeros(len(pairs))
+            resp[np.flatnonzero(chosen)] = learned.posterior
+            warm = WarmStart(resp, learned.dropped, sample)
+        fitted = every.run(appearance, warm)
         return cls(
             pairs[fitted.kept],
             fitted.llr[fitted.kept],

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import isotonic_regression
 
-from pipeline.matcher.camera_links import MAX_ZONES, fit_zones
+from pipeline.matcher.camera_links import MAX_ZONES
 from pipeline.matcher.evidence import LLR_CLIP, Density
+from pipeline.matcher.handover_site import Site
 
 EM_ROUNDS = 30
-ZONE_POINTS = 2000  # foot points a camera's zones are fitted on
 CONVERGED = 1e-3  # largest change of a responsibility that ends the rounds
+FINISH_ROUNDS = 3  # rounds over every pair after a fit on a sample of the starts
 STEP_S = 0.25
 MIN_BANDWIDTH_S = 0.5
 PRIOR_SAMPLES = 2.0  # pseudo-samples of the uninformed density mixed into each estimate
@@ -41,7 +42,8 @@ class PairAppearance:
 class Fitted:
     """What the EM learned, per candidate pair and per ordered camera pair."""
 
-    kept: np.ndarray  # [P] bool: the pair's kind was kept (a dropped kind says nothing)
+    dropped: set[str]  # the kinds dropped: their pairs say nothing
+    kept: np.ndarray  # [P] bool: the pair's kind was kept
     llr: np.ndarray  # [P] time-and-place log odds against an unrelated pair
     posterior: np.ndarray  # [P] chance that the start continues the end, all evidence
     continued: dict[tuple[str, str], float]
@@ -55,6 +57,16 @@ def _gaussian_log(diff: np.ndarray, cov: np.ndarray) -> np.ndarray:
     return -0.5 * (mahalanobis + np.log(np.linalg.det(cov))) - np.log(2 * np.pi)
 
 
+@dataclass(frozen=True)
+class WarmStart:
+    """Where a fit on a sample of the starts left off: its responsibilities placed on this
+    fit's pairs (0 elsewhere), the kinds it dropped, and which starts it saw."""
+
+    resp: np.ndarray
+    dropped: set[str]
+    sampled: np.ndarray  # [N] bool over tracklets: a start of the sample
+
+
 class HandoverEM:
     """The EM fit of :class:`~pipeline.matcher.handover.Handover`: the pairs' fixed
     features, then :meth:`run`."""
@@ -63,14 +75,13 @@ class HandoverEM:
         self,
         motion: dict[str, np.ndarray],
         cameras: np.ndarray,
+        site: Site,
         starts: np.ndarray,
         ends: np.ndarray,
         usable: np.ndarray,
         pairs: np.ndarray,
         max_gap: float,
-        seed: int,
     ) -> None:
-        rng = np.random.default_rng(seed)
         self.pairs, self.max_gap, self.usable = pairs, max_gap, usable
         x, y = pairs[:, 0], pairs[:, 1]
         self.x, self.y = x, y
@@ -86,25 +97,8 @@ class HandoverEM:
             self.entry_p - motion["end_p"][x] - velocity * self.gaps[:, None]
         ) / self.height[:, None]
         # background: each camera's entry points (all of them) and rate of starts
-        self.log_place = np.zeros(len(usable))
-        self.span: dict[str, float] = {}
-        self.starts_in: dict[str, np.ndarray] = {}
-        exit_zone = np.full(len(usable), -1, np.int64)
-        for camera in sorted(set(cameras.tolist())):
-            mine = (cameras == camera) & usable
-            if not mine.any():
-                continue
-            entries = motion["start_p"][mine]
-            zones = fit_zones(_some(entries, rng), rng)
-            log = zones.log_densities(entries)
-            top = log.max(axis=1)
-            self.log_place[mine] = (
-                top + np.log(np.exp(log - top[:, None]).sum(axis=1)) - 2 * np.log(zones.scale)
-            )
-            self.span[camera] = max(float(ends[mine].max() - starts[mine].min()), 1.0)
-            self.starts_in[camera] = np.flatnonzero(mine)
-            exits = motion["end_p"][mine]
-            exit_zone[mine] = fit_zones(_some(exits, rng), rng).assign(exits)
+        self.log_place, self.span, self.starts_in = site.log_place, site.span, site.starts_in
+        exit_zone = site.exit_zone
         # a kind of continuation: within one camera, or from one exit zone to one camera
         names, camera_of = np.unique(cameras.astype(str), return_inverse=True)
         zone = np.where(self.same_camera, -1, exit_zone[x]) + 1
@@ -147,7 +141,16 @@ class HandoverEM:
                 ends_in &= exit_zone == int(zone_of[0])
             self.ends_of[k] = int(ends_in.sum())
 
-    def run(self, appearance: PairAppearance | None) -> Fitted:
+    def run(
+        self,
+        appearance: PairAppearance | None,
+        warm: WarmStart | None = None,
+        sampled: np.ndarray | None = None,
+    ) -> Fitted:
+        """:data:`EM_ROUNDS` rounds from no knowledge; from ``warm``, its M-step (scaled up
+        from the sample's starts to all of them) and :data:`FINISH_ROUNDS` rounds.
+        ``sampled``: the starts these pairs cover, when they are a sample of the window's
+        (shares and rates are scaled up to the window)."""
         n = len(self.pairs)
         looks = _Looks(appearance, self.pairs)
         rho = {k: 0.5 for k in self.kinds}
@@ -158,23 +161,42 @@ class HandoverEM:
         log_b = np.full(len(self.usable), -np.inf)
         log_c, resp = np.zeros(n), np.zeros(n)
         dropped: set[str] = set()
-        for round_ in range(EM_ROUNDS):
-            log_c = self._log_continuation(rho, log_gap, spread, places)
-            for camera, members in self.starts_in.items():
-                log_b[members] = np.log(max(rate[camera], 1e-12)) + self.log_place[members]
-            if round_ == EM_ROUNDS // 2:
-                dropped = self._untimed(resp, log_gap)
-            for k in dropped:
-                log_c[self.of_kind[k]] = -np.inf
-            before = resp
-            resp, fresh = _responsibilities(log_c + looks.log_ratio, log_b, self.y)
-            if round_ > EM_ROUNDS // 2 and np.abs(resp - before).max(initial=0.0) < CONVERGED:
-                break
+        everyone = np.ones(len(self.usable), bool) if sampled is None else sampled
+        seen = everyone  # the starts the current responsibilities cover
+        rounds = range(EM_ROUNDS)
+        if warm is not None:
+            resp, dropped, seen = warm.resp, warm.dropped, warm.sampled
+            rounds = range(EM_ROUNDS - FINISH_ROUNDS - 1, EM_ROUNDS)
+        for round_ in rounds:
+            if round_ > rounds[0] or warm is None:
+                log_c = self._log_continuation(rho, log_gap, spread, places)
+                for camera, members in self.starts_in.items():
+                    log_b[members] = np.log(max(rate[camera], 1e-12)) + self.log_place[members]
+                if round_ == EM_ROUNDS // 2:
+                    dropped = self._untimed(resp, log_gap)
+                for k in dropped:
+                    log_c[self.of_kind[k]] = -np.inf
+                before = resp
+                resp, fresh = _responsibilities(log_c + looks.log_ratio, log_b, self.y)
+                seen = everyone
+                if round_ > EM_ROUNDS // 2 and np.abs(resp - before).max(initial=0.0) < CONVERGED:
+                    break
+            else:  # the sample's responsibilities; its fresh starts
+                per_start = np.zeros(len(self.usable))
+                np.add.at(per_start, self.y, resp)
+                fresh = np.clip(1.0 - per_start, 0.0, 1.0)
+            share = {
+                c: max(float(seen[m].mean()), 1e-9) if len(m) else 1.0
+                for c, m in self.starts_in.items()
+            }
             for k in self.kinds:
-                # a share: an end is continued once at most
-                rho[k] = min(float(resp[self.of_kind[k]].sum()) / max(self.ends_of[k], 1), 1.0)
+                # a share: an end is continued once at most (scaled up from a sample)
+                scale = share[self.pair_of[k][1]]
+                total = float(resp[self.of_kind[k]].sum()) / scale
+                rho[k] = min(total / max(self.ends_of[k], 1), 1.0)
             for camera, members in self.starts_in.items():
-                rate[camera] = max(float(fresh[members].sum()), 1e-3) / self.span[camera]
+                observed = float(fresh[members][seen[members]].sum()) / share[camera]
+                rate[camera] = max(observed, 1e-3) / self.span[camera]
             log_gap = self._gap_log_density(resp)
             spread = self._spread(resp)
             places = self._entry_places(resp)
@@ -195,6 +217,7 @@ class HandoverEM:
         for k in dropped:
             kept[self.of_kind[k]] = False
         return Fitted(
+            dropped,
             kept,
             np.clip(walk, -LLR_CLIP, LLR_CLIP),
             resp,
@@ -339,13 +362,6 @@ class _Looks:
         weights = np.bincount(index, minlength=len(grid)) + 1e-6
         ratio = isotonic_regression(ratio, weights=weights, increasing=False).x
         self.log_ratio = np.clip(ratio[index], -2 * LLR_CLIP, 2 * LLR_CLIP)
-
-
-def _some(points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """At most :data:`ZONE_POINTS` of ``points``, drawn at random: zones need no more."""
-    if len(points) <= ZONE_POINTS:
-        return points
-    return points[rng.choice(len(points), ZONE_POINTS, replace=False)]
 
 
 def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:

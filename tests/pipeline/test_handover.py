@@ -160,3 +160,30 @@ def test_reid_query_shows_the_hand_overs_re_association_learned(
     table = CliRunner().invoke(query_app, ["camera-links", *args])
     share = f"{pairs['a', 'b']['continued']:.0%}"
     assert table.exit_code == 0 and "hand-overs" in table.output and share in table.output
+
+
+def test_a_large_window_learns_on_a_sample_of_its_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past FIT_PAIRS candidate pairs the EM learns on a sample of the starts and settles on
+    every pair: it learns the same walk and hands over most of the same people, as right as
+    the whole window's fit (identical-looking people: time and place alone)."""
+    from pipeline.matcher import handover
+
+    tracklets, truth = blind_zone_scene(seed=3)
+    true_pairs = _consecutive(truth, tracklets)
+
+    def handed_across(model: Handover) -> tuple[int, int]:
+        made = {
+            (x, y)
+            for (x, y), p in zip(model.pairs.tolist(), model.posterior.tolist(), strict=True)
+            if p > 0.5 and tracklets[x].camera_id != tracklets[y].camera_id
+        }
+        return len(made), len(made & true_pairs)
+
+    whole = Handover.fit(tracklets, 30.0)
+    monkeypatch.setattr(handover, "FIT_PAIRS", len(whole.pairs) // 3)
+    sampled = Handover.fit(tracklets, 30.0)
+    assert abs(sampled.gap_s[("a", "b")] - whole.gap_s[("a", "b")]) < 0.5
+    assert abs(sampled.continued[("a", "b")] - whole.continued[("a", "b")]) < 0.1
+    (made, right), (made_whole, right_whole) = handed_across(sampled), handed_across(whole)
+    assert right >= 0.75 * right_whole  # measured 24 of the whole fit's 31
+    assert right / made >= right_whole / made_whole - 0.1
