@@ -270,7 +270,8 @@ def associate(
         else None
     )
     moves = Moves(transit, links, handover)
-    if not (transit.same or spatial.pair_llr or weight or (links and links.same) or handover):
+    learned = transit.same or spatial.pair_llr or weight or (links and links.same)
+    if not learned and handover is None:
         return Association(confident, calibration, transit, spatial, weight, aucs, links)
     near, near_d = neighbour_pairs(index, distance, FUSED_NEIGHBOURS, 1.0)
     # transit and attention add at most LLR_CLIP each, so a pair below that on looks can

@@ -122,7 +122,7 @@ class Handover:
     """The fitted model and its evidence for the candidate pairs."""
 
     pairs: np.ndarray  # [P, 2] (end x, start y)
-    llr: np.ndarray  # [P] time-and-place log odds of each pair, with competition
+    llr: np.ndarray  # [P] time-and-place log odds of each pair against an unrelated one
     posterior: np.ndarray  # [P] chance that y continues x, all evidence
     continued: dict[tuple[str, str], float]  # expected continuations per end, camera pair
     gap_s: dict[tuple[str, str], float]  # median gap of the continuations, camera pair
@@ -190,14 +190,10 @@ class Handover:
         usable = np.isfinite(motion["start_p"]).all(axis=1)
         pairs = candidate_pairs(starts, ends, usable, max_gap)
         if len(pairs) and overlaps is not None:
-            keep = np.array(
-                [
-                    a == b or not overlaps(a, b)
-                    for a, b in zip(cameras[pairs[:, 0]], cameras[pairs[:, 1]], strict=True)
-                ],
-                bool,
-            )
-            pairs = pairs[keep]
+            # decided once per camera pair, not once per candidate pair
+            names, camera_of = np.unique(cameras.astype(str), return_inverse=True)
+            apart = np.array([[a == b or not overlaps(a, b) for b in names] for a in names])
+            pairs = pairs[apart[camera_of[pairs[:, 0]], camera_of[pairs[:, 1]]]]
         site = Site.fit(motion, cameras, starts, ends, usable, seed)
         every = HandoverEM(motion, cameras, site, starts, ends, usable, pairs, max_gap)
         sample = _sampled_starts(pairs, len(tracklets), seed)

@@ -93,9 +93,8 @@ class HandoverEM:
         # where a lost track reappears: in box heights around the point its motion predicts
         velocity = np.nan_to_num((motion["end_v"][x] + motion["start_v"][y]) / 2)
         self.height = (motion["end_h"][x] + motion["start_h"][y]) / 2
-        self.offset = (
-            self.entry_p - motion["end_p"][x] - velocity * self.gaps[:, None]
-        ) / self.height[:, None]
+        moved = self.entry_p - self.exit_p - velocity * self.gaps[:, None]
+        self.offset = moved / self.height[:, None]
         # background: each camera's entry points (all of them) and rate of starts
         self.log_place, self.span, self.starts_in = site.log_place, site.span, site.starts_in
         exit_zone = site.exit_zone
@@ -182,9 +181,7 @@ class HandoverEM:
                 if round_ > EM_ROUNDS // 2 and np.abs(resp - before).max(initial=0.0) < CONVERGED:
                     break
             else:  # the sample's responsibilities; its fresh starts
-                per_start = np.zeros(len(self.usable))
-                np.add.at(per_start, self.y, resp)
-                fresh = np.clip(1.0 - per_start, 0.0, 1.0)
+                fresh = _fresh(resp, self.y, len(self.usable))
             share = {
                 c: max(float(seen[m].mean()), 1e-9) if len(m) else 1.0
                 for c, m in self.starts_in.items()
@@ -393,6 +390,11 @@ def _responsibilities(
     if not len(y):
         return np.empty(0), np.ones(len(log_b))
     resp = np.exp(log_c - _competition(log_c, log_b, y))
-    per_start = np.zeros(len(log_b))
+    return resp, _fresh(resp, y, len(log_b))
+
+
+def _fresh(resp: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
+    """``[n]`` chance that each start is fresh: what its candidate ends leave of it."""
+    per_start = np.zeros(n)
     np.add.at(per_start, y, resp)
-    return resp, np.clip(1.0 - per_start, 0.0, 1.0)
+    return np.clip(1.0 - per_start, 0.0, 1.0)
